@@ -1,0 +1,55 @@
+using System.CommandLine;
+using VlPeft.Cli.Commands;
+
+namespace VlPeft.Cli;
+
+/// <summary>
+/// The <c>vlpeft</c> command tree. Exit codes: 0 success, 2 bad input or usage (one line
+/// <c>error: what (file)</c>, no stack trace), 1 internal failure.
+/// </summary>
+public static class CliApp
+{
+    public const int Success = 0;
+    public const int InternalFailure = 1;
+    public const int BadInput = 2;
+
+    public static int Run(string[] args, TextWriter output, TextWriter error)
+    {
+        var console = new CliConsole(output, error);
+        var root = new RootCommand("VlPeft: parameter-efficient fine-tuning of vision-language models.")
+        {
+            InspectCommand.Create(console),
+            DoctorCommand.Create(console),
+        };
+        var parsed = root.Parse(args);
+        if (parsed.Errors.Count > 0)
+        {
+            error.WriteLine($"error: {parsed.Errors[0].Message}");
+            return BadInput;
+        }
+        return parsed.Invoke(new InvocationConfiguration { Output = output, Error = error, EnableDefaultExceptionHandler = false });
+    }
+
+    /// <summary>Runs a command body, turning exceptions into the CLI's exit codes.</summary>
+    public static int Guard(CliConsole console, Func<int> body)
+    {
+        try
+        {
+            return body();
+        }
+        catch (BadInputException e)
+        {
+            console.Error.WriteLine(e.File == null ? $"error: {e.Message}" : $"error: {e.Message} ({e.File})");
+            return BadInput;
+        }
+        catch (Exception e)
+        {
+            console.Error.WriteLine($"internal error: {e.Message}");
+            console.Error.WriteLine(e);
+            return InternalFailure;
+        }
+    }
+}
+
+/// <summary>Where commands write; tests pass string writers.</summary>
+public sealed record CliConsole(TextWriter Out, TextWriter Error);

@@ -1,0 +1,1 @@
+return VlPeft.Cli.CliApp.Run(args, Console.Out, Console.Error);
