@@ -11,35 +11,41 @@ namespace VlPeft.Tensors;
 /// </summary>
 public sealed class SafetensorsFile : IDisposable
 {
-    /// <summary>Largest single read; tensors above 2 GiB are read in slices (Span is int-indexed).</summary>
-    internal static long MaxChunkBytes = 1L << 30;
+    /// <summary>Largest single read or write; tensors above 2 GiB move in slices (Span is int-indexed).</summary>
+    internal const long DefaultChunkBytes = 1L << 30;
 
-    readonly SafeFileHandle handle;
+    /// <summary>Tests shrink this to exercise the sliced path on small tensors.</summary>
+    internal long ChunkBytes { get; init; } = DefaultChunkBytes;
 
-    SafetensorsFile(string path, SafeFileHandle handle, SafetensorsHeader header)
+    readonly FileStream stream;
+    SafeFileHandle handle => stream.SafeFileHandle;
+
+    SafetensorsFile(string path, FileStream stream, SafetensorsHeader header)
     {
         Path = path;
-        this.handle = handle;
+        this.stream = stream;
         Header = header;
     }
 
     public string Path { get; }
     public SafetensorsHeader Header { get; }
 
-    public static SafetensorsFile Open(string path)
+    public static SafetensorsFile Open(string path) => Open(path, DefaultChunkBytes);
+
+    internal static SafetensorsFile Open(string path, long chunkBytes)
     {
         if (!File.Exists(path))
             throw new BadInputException("safetensors file not found", path);
-        var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.RandomAccess);
+        // bufferSize 0: tensor bytes go from the OS straight into native tensor storage.
+        var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 0, FileOptions.RandomAccess);
         try
         {
-            using var stream = new FileStream(handle, FileAccess.Read, bufferSize: 0);
             var header = SafetensorsHeader.Read(stream, path);
-            return new SafetensorsFile(path, handle, header);
+            return new SafetensorsFile(path, stream, header) { ChunkBytes = chunkBytes };
         }
         catch
         {
-            handle.Dispose();
+            stream.Dispose();
             throw;
         }
     }
@@ -82,7 +88,7 @@ public sealed class SafetensorsFile : IDisposable
     {
         if (entry.ByteLength == 0) return;
         long elementSize = entry.ByteLength / entry.ElementCount;
-        long chunkElements = Math.Max(1, MaxChunkBytes / elementSize);
+        long chunkElements = Math.Max(1, ChunkBytes / elementSize);
         using var flat = tensor.view(-1);
         long fileOffset = Header.DataStart + entry.Begin;
         for (long start = 0; start < entry.ElementCount; start += chunkElements)
@@ -101,5 +107,5 @@ public sealed class SafetensorsFile : IDisposable
         }
     }
 
-    public void Dispose() => handle.Dispose();
+    public void Dispose() => stream.Dispose();
 }

@@ -12,7 +12,11 @@ namespace VlPeft.Tensors;
 public static class SafetensorsWriter
 {
     public static void Write(string path, IEnumerable<KeyValuePair<string, Tensor>> tensors,
-        IReadOnlyDictionary<string, string>? metadata = null)
+        IReadOnlyDictionary<string, string>? metadata = null) =>
+        Write(path, tensors, metadata, SafetensorsFile.DefaultChunkBytes);
+
+    internal static void Write(string path, IEnumerable<KeyValuePair<string, Tensor>> tensors,
+        IReadOnlyDictionary<string, string>? metadata, long chunkBytes)
     {
         var items = tensors.OrderBy(kv => kv.Key, StringComparer.Ordinal).ToList();
         var duplicate = items.GroupBy(kv => kv.Key).FirstOrDefault(g => g.Count() > 1);
@@ -28,7 +32,7 @@ public static class SafetensorsWriter
                 stream.Write(BitConverter.GetBytes((ulong)header.Length));
                 stream.Write(header);
                 foreach (var (_, tensor) in items)
-                    WriteData(stream, tensor);
+                    WriteData(stream, tensor, chunkBytes);
                 stream.Flush(flushToDisk: true);
             }
             File.Move(temp, path, overwrite: true);
@@ -76,13 +80,13 @@ public static class SafetensorsWriter
         return header;
     }
 
-    static void WriteData(Stream stream, Tensor tensor)
+    static void WriteData(Stream stream, Tensor tensor, long chunkBytes)
     {
         if (tensor.NumberOfElements == 0) return;
         using var scope = torch.NewDisposeScope();
         var cpu = tensor.detach().cpu().contiguous();
         var flat = cpu.view(-1);
-        long chunkElements = Math.Max(1, SafetensorsFile.MaxChunkBytes / cpu.ElementSize);
+        long chunkElements = Math.Max(1, chunkBytes / cpu.ElementSize);
         for (long start = 0; start < cpu.NumberOfElements; start += chunkElements)
         {
             long count = Math.Min(chunkElements, cpu.NumberOfElements - start);

@@ -1,0 +1,13 @@
+using VlPeft.Bench;
+
+// Benchmarks: `dotnet run -c Release --project bench/VlPeft.Bench -- <name> [options]`.
+var benches = new Dictionary<string, Func<string[], int>>
+{
+    ["safetensors-load"] = SafetensorsLoadBench.Run,
+};
+if (args.Length == 0 || !benches.TryGetValue(args[0], out var bench))
+{
+    Console.Error.WriteLine($"usage: VlPeft.Bench <{string.Join("|", benches.Keys)}> [options]");
+    return 2;
+}
+return bench(args[1..]);
