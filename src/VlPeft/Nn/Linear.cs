@@ -1,0 +1,162 @@
+using TorchSharp;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace VlPeft.Nn;
+
+/// <summary>
+/// The only linear layer VlPeft models use: y = x·Wᵀ + b, plus any attached named adapters.
+/// Its own parameters keep their HF names (<c>weight</c>, <c>bias</c>); adapters register their
+/// tensors in containers named like HF PEFT's (<c>lora_A.default.weight</c>). Forward, merge and
+/// unmerge follow HF PEFT's BaseTunerLayer: disabled → base only (unmerging first); merged →
+/// base only; otherwise base + Σ active adapters.
+/// </summary>
+public sealed class Linear : nn.Module<Tensor, Tensor>
+{
+    [TorchSharp.Utils.ComponentName(Name = "weight")] TorchSharp.Modules.Parameter _weight;
+    [TorchSharp.Utils.ComponentName(Name = "bias")] TorchSharp.Modules.Parameter? _bias;
+
+    readonly List<LinearAdapter> adapters = new();
+    readonly List<string> merged = new();
+    HashSet<string> active = new() { "default" };
+
+    /// <param name="fanInFanOut">Weight stored [in, out] as in GPT-2's Conv1D (HF PEFT's fan_in_fan_out).</param>
+    public Linear(long inFeatures, long outFeatures, bool hasBias = true, bool fanInFanOut = false,
+        ScalarType? dtype = null, Device? device = null) : base("Linear")
+    {
+        InFeatures = inFeatures;
+        OutFeatures = outFeatures;
+        FanInFanOut = fanInFanOut;
+        // nn.Linear's default init: kaiming_uniform(a=√5) on the weight = U(±1/√in), bias the same.
+        double bound = inFeatures > 0 ? 1.0 / Math.Sqrt(inFeatures) : 0;
+        long[] shape = fanInFanOut ? new[] { inFeatures, outFeatures } : new[] { outFeatures, inFeatures };
+        _weight = new TorchSharp.Modules.Parameter(Uniform(shape, bound, dtype, device));
+        _bias = hasBias ? new TorchSharp.Modules.Parameter(Uniform(new[] { outFeatures }, bound, dtype, device)) : null;
+        RegisterComponents();
+    }
+
+    static Tensor Uniform(long[] shape, double bound, ScalarType? dtype, Device? device)
+    {
+        var t = torch.empty(shape, dtype: dtype, device: device);
+        if (t.device_type != DeviceType.META)
+            using (torch.no_grad()) t.uniform_(-bound, bound);
+        return t;
+    }
+
+    public long InFeatures { get; }
+    public long OutFeatures { get; }
+    public bool FanInFanOut { get; }
+
+    public TorchSharp.Modules.Parameter weight => _weight;
+    public TorchSharp.Modules.Parameter? bias => _bias;
+
+    public IReadOnlyList<LinearAdapter> Adapters => adapters;
+    public IReadOnlyList<string> MergedAdapters => merged;
+    public IReadOnlyCollection<string> ActiveAdapters => active;
+    public bool AdaptersDisabled { get; private set; }
+    public bool Merged => merged.Count > 0;
+
+    public override Tensor forward(Tensor x)
+    {
+        if (AdaptersDisabled)
+        {
+            if (Merged) Unmerge();
+            return Base(x);
+        }
+        var y = Base(x);
+        if (Merged) return y;
+        foreach (var adapter in adapters)
+            if (active.Contains(adapter.Name))
+                y = y + adapter.Forward(x, y);
+        return y;
+    }
+
+    /// <summary>W0·x + b0 with the stored weight (transposed for fan_in_fan_out).</summary>
+    public Tensor Base(Tensor x) => F.linear(x, FanInFanOut ? _weight.t() : _weight, _bias);
+
+    /// <summary>A ΔW given as [out, in], laid out like the stored weight.</summary>
+    public Tensor OrientLikeWeight(Tensor deltaOutIn) => FanInFanOut ? deltaOutIn.t() : deltaOutIn;
+
+    /// <summary>The stored weight as [out, in], whatever the storage layout.</summary>
+    public Tensor WeightOutIn() => FanInFanOut ? _weight.t() : _weight;
+
+    /// <summary>The container for one kind of adapter state, created on first use.</summary>
+    public AdapterContainer Container(string kind)
+    {
+        var existing = named_children().Where(c => c.name == kind).Select(c => c.module).FirstOrDefault();
+        if (existing is AdapterContainer container) return container;
+        if (existing != null) throw new InvalidOperationException($"'{kind}' is already a submodule that is not an adapter container");
+        container = new AdapterContainer(kind);
+        register_module(kind, container);
+        return container;
+    }
+
+    public void Attach(LinearAdapter adapter)
+    {
+        if (adapters.Any(a => a.Name == adapter.Name && a.GetType() != adapter.GetType()))
+            throw new InvalidOperationException($"adapter '{adapter.Name}' is already attached with another method");
+        adapters.RemoveAll(a => a.Name == adapter.Name);
+        adapters.Add(adapter);
+    }
+
+    /// <summary>Removes an adapter and its tensors. A merged adapter must be unmerged first.</summary>
+    public void Detach(string name)
+    {
+        if (merged.Contains(name)) throw new InvalidOperationException($"adapter '{name}' is merged; unmerge it first");
+        foreach (var adapter in adapters.Where(a => a.Name == name).ToList())
+        {
+            foreach (var kind in adapter.ContainerKinds)
+            {
+                var container = Container(kind);
+                container.Remove(name);
+                if (container.IsEmpty) register_module(kind, null!);
+            }
+            adapters.Remove(adapter);
+        }
+        active.Remove(name);
+    }
+
+    public void SetActiveAdapters(IEnumerable<string> names) => active = names.ToHashSet();
+
+    public void EnableAdapters(bool enabled) => AdaptersDisabled = !enabled;
+
+    /// <summary>Merges the given (default: active) adapters not yet merged, in order.</summary>
+    public void Merge(IEnumerable<string>? names = null, bool safe = false)
+    {
+        var wanted = (names ?? active).ToHashSet();
+        foreach (var adapter in adapters.Where(a => wanted.Contains(a.Name) && !merged.Contains(a.Name)))
+        {
+            adapter.Merge(safe);
+            merged.Add(adapter.Name);
+        }
+    }
+
+    /// <summary>Unmerges every merged adapter in reverse merge order.</summary>
+    public void Unmerge()
+    {
+        for (int i = merged.Count - 1; i >= 0; i--)
+        {
+            adapters.First(a => a.Name == merged[i]).Unmerge();
+            merged.RemoveAt(i);
+        }
+    }
+
+    /// <summary>Drops all adapters, keeping whatever is merged into the weight (merge_and_unload / unload).</summary>
+    public void Unload()
+    {
+        merged.Clear();
+        foreach (var name in adapters.Select(a => a.Name).Distinct().ToList()) Detach(name);
+    }
+
+    /// <summary>Replaces the weight's values; with <paramref name="safe"/>, refuses non-finite results.</summary>
+    internal void WriteWeight(Tensor value, bool safe, string adapter) => Write(_weight, value, safe, adapter);
+
+    internal void WriteBias(Tensor value, bool safe, string adapter) => Write(_bias!, value, safe, adapter);
+
+    static void Write(Tensor target, Tensor value, bool safe, string adapter)
+    {
+        if (safe && !value.isfinite().all().item<bool>())
+            throw new InvalidOperationException($"NaNs detected in the merged weights. The adapter '{adapter}' seems to be broken");
+        using (torch.no_grad()) target.copy_(value);
+    }
+}

@@ -1,0 +1,86 @@
+using TorchSharp;
+using VlPeft.Nn;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace VlPeft.Peft.Lora;
+
+/// <summary>
+/// LoRA on one linear layer (HF PEFT lora/layer.py): Δy = s·B·A·dropout(x), A ∈ R^{r×in},
+/// B ∈ R^{out×r}, s = α/r (α/√r with rslora). Tensors live at <c>lora_A.{name}.weight</c> and
+/// <c>lora_B.{name}.weight</c> (+ <c>.bias</c> with lora_bias).
+/// </summary>
+public class LoraAdapter : LinearAdapter
+{
+    public const string AKind = "lora_A", BKind = "lora_B";
+
+    public LoraAdapter(string name, Linear layer, int rank, double alpha, double dropout, bool useRslora,
+        string init = "true", bool loraBias = false) : base(name, layer)
+    {
+        Rank = rank;
+        Alpha = alpha;
+        Dropout = dropout;
+        Scaling = useRslora ? alpha / Math.Sqrt(rank) : alpha / rank;
+        // Adapters stay fp32 over a bf16/fp16 base (HF autocast_adapter_dtype); fp64 bases keep fp64.
+        var dtype = layer.weight.dtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
+        var device = layer.weight.device;
+        using var _ = torch.no_grad();
+        var a = torch.empty(rank, layer.InFeatures, dtype: dtype, device: device);
+        var b = torch.zeros(layer.OutFeatures, rank, dtype: dtype, device: device);
+        switch (init)
+        {
+            case "gaussian":
+                a.normal_(0, 1.0 / rank);
+                break;
+            case "false": // nn.Linear's own init for both factors: U(±1/√fan_in)
+                a.uniform_(-1 / Math.Sqrt(layer.InFeatures), 1 / Math.Sqrt(layer.InFeatures));
+                b.uniform_(-1 / Math.Sqrt(rank), 1 / Math.Sqrt(rank));
+                break;
+            default: // kaiming_uniform(a=√5) = U(±1/√in); B = 0 so the adapter starts as a no-op
+                a.uniform_(-1 / Math.Sqrt(layer.InFeatures), 1 / Math.Sqrt(layer.InFeatures));
+                break;
+        }
+        layer.Container(AKind).AddModule(name, new AdapterWeight(a));
+        layer.Container(BKind).AddModule(name, new AdapterWeight(b, loraBias ? torch.zeros(layer.OutFeatures, dtype: dtype, device: device) : null));
+    }
+
+    public int Rank { get; }
+    public double Alpha { get; }
+    public double Dropout { get; }
+    public double Scaling { get; }
+
+    public AdapterWeight A => (AdapterWeight)Layer.Container(AKind).Module(Name)!;
+    public AdapterWeight B => (AdapterWeight)Layer.Container(BKind).Module(Name)!;
+
+    public override IReadOnlyList<string> ContainerKinds => new[] { AKind, BKind };
+
+    public override Tensor Forward(Tensor x, Tensor baseOutput)
+    {
+        using var scope = torch.NewDisposeScope();
+        var input = DropoutInput(x.to(A.weight.dtype));
+        return LoraOutput(input).to(baseOutput.dtype).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>s·B·A·x for an input already cast and dropped out.</summary>
+    protected Tensor LoraOutput(Tensor input)
+    {
+        var b = B;
+        // Scaling the r-wide middle is cheaper than the out-wide result; with a B bias HF scales the sum.
+        return b.bias is null
+            ? F.linear(F.linear(input, A.weight) * Scaling, b.weight)
+            : F.linear(F.linear(input, A.weight), b.weight, b.bias) * Scaling;
+    }
+
+    protected Tensor DropoutInput(Tensor x) =>
+        Dropout > 0 && Layer.training ? F.dropout(x, Dropout, training: true) : x;
+
+    public override Tensor DeltaWeight()
+    {
+        // Computed in fp32 (HF does so for half precision on CPU), then cast by the caller.
+        var a = A.weight.to(ScalarType.Float32);
+        var b = B.weight.to(ScalarType.Float32);
+        return torch.matmul(b, a) * Scaling;
+    }
+
+    public override Tensor? DeltaBias() => B.bias is null ? null : B.bias * Scaling;
+}

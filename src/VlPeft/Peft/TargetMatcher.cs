@@ -1,0 +1,81 @@
+using System.Text.RegularExpressions;
+using TorchSharp;
+using VlPeft.Nn;
+using static TorchSharp.torch;
+
+namespace VlPeft.Peft;
+
+/// <summary>
+/// HF PEFT's target matching (tuners_utils.check_target_module_exists and inject_adapter):
+/// exclude_modules wins; modules named in modules_to_save are never targets; a regex target
+/// must fully match the dotted path; a list target matches exactly or as a dot-bounded suffix;
+/// layers_to_transform (list targets only) keeps modules whose layer index is listed.
+/// </summary>
+public static class TargetMatcher
+{
+    public static bool IsTarget(PeftConfig config, string path)
+    {
+        var targets = config.TargetModules ?? throw new BadInputException("target_modules must be given");
+        if (config.ExcludeModules is { } exclude && exclude.Matches(path)) return false;
+        if (config.ModulesToSave is { } save && save.Any(m => Regex.IsMatch(path, $"^(.*\\.)?{Regex.Escape(m)}(\\..*)?$")))
+            return false;
+        if (targets.Regex != null && !targets.IsAllLinear) return targets.Matches(path);
+        if (!targets.Matches(path)) return false;
+        if (config.LayersToTransform is { } layers)
+        {
+            int? index = LayerIndex(path, config.LayersPattern);
+            return index is int i && layers.Contains(i);
+        }
+        return true;
+    }
+
+    /// <summary>
+    /// The layer number in a path: the digits after the first <c>.&lt;segment&gt;.</c> (or after
+    /// <c>.&lt;pattern&gt;.</c> for each given layers_pattern, tried in order); null if none.
+    /// </summary>
+    public static int? LayerIndex(string path, IReadOnlyList<string>? patterns)
+    {
+        var regexes = patterns is { Count: > 0 }
+            ? patterns.Select(p => $"^.*?\\.{Regex.Escape(p)}\\.(\\d+)\\.")
+            : new[] { "^.*?\\.[^.]*\\.(\\d+)\\." };
+        foreach (var regex in regexes)
+        {
+            var match = Regex.Match(path, regex);
+            if (match.Success) return int.Parse(match.Groups[1].Value);
+        }
+        return null;
+    }
+
+    /// <summary>All adaptable layers the config selects, in module order. No match is an error, as in HF PEFT.</summary>
+    public static IReadOnlyList<(string Path, Linear Layer)> FindTargets(nn.Module model, PeftConfig config)
+    {
+        var modules = OrdinaryModules(model).ToList();
+        if (config.TargetModules is { IsAllLinear: true })
+        {
+            // HF expands all-linear to the set of linear leaf names, minus the output head.
+            var names = modules.Where(m => m.Module is Linear).Select(m => m.Path.Split('.')[^1])
+                .Where(n => n != "lm_head").Distinct().ToArray();
+            config = config with { TargetModules = ModuleSelector.FromNames(names) };
+        }
+        var found = new List<(string, Linear)>();
+        foreach (var (path, module) in modules)
+        {
+            if (!IsTarget(config, path)) continue;
+            if (module is not Linear linear)
+                throw new BadInputException($"target module '{path}' is a {module.GetType().Name}; only linear layers can be adapted");
+            found.Add((path, linear));
+        }
+        if (found.Count == 0)
+            throw new BadInputException($"target modules {config.TargetModules} not found in the base model; check the module names");
+        return found;
+    }
+
+    /// <summary>named_modules() without adapter containers and anything inside them.</summary>
+    public static IEnumerable<(string Path, nn.Module Module)> OrdinaryModules(nn.Module model)
+    {
+        var all = model.named_modules().ToList();
+        var containers = all.Where(m => m.module is AdapterContainer).Select(m => m.name + ".").ToList();
+        return all.Where(m => m.module is not AdapterContainer && !containers.Any(c => m.name.StartsWith(c, StringComparison.Ordinal)))
+            .Select(m => (m.name, m.module));
+    }
+}
