@@ -9,13 +9,15 @@ namespace VlPeft.Peft;
 /// </summary>
 sealed class ConfigJson
 {
-    // HF PEFT fields VlPeft accepts but does not implement: silent when null/false/empty, else a warning.
-    static readonly HashSet<string> AcceptedInert = new()
+    // HF PEFT fields VlPeft accepts but does not implement: silent at their HF defaults
+    // (null/false/empty, or the listed value), else a warning that they are ignored.
+    static readonly Dictionary<string, string?> AcceptedInert = new()
     {
-        "auto_mapping", "peft_version", "megatron_config", "megatron_core", "loftq_config", "eva_config",
-        "corda_config", "layer_replication", "trainable_token_indices", "target_parameters", "use_qalora",
-        "qalora_group_size", "runtime_config", "ensure_weight_tying", "alora_invocation_tokens", "arrow_config",
-        "exclude_modules_pattern", "lora_ga_config", "use_bdlora", "bdlora_config",
+        ["auto_mapping"] = null, ["peft_version"] = null, ["megatron_config"] = null, ["megatron_core"] = "megatron.core",
+        ["loftq_config"] = null, ["eva_config"] = null, ["corda_config"] = null, ["layer_replication"] = null,
+        ["trainable_token_indices"] = null, ["target_parameters"] = null, ["use_qalora"] = null,
+        ["qalora_group_size"] = "16", ["runtime_config"] = null, ["ensure_weight_tying"] = null,
+        ["alora_invocation_tokens"] = null, ["arrow_config"] = null, ["lora_ga_config"] = null,
     };
 
     readonly JsonObject json;
@@ -55,9 +57,12 @@ sealed class ConfigJson
         foreach (var (key, value) in json)
         {
             if (consumed.Contains(key)) continue;
-            if (AcceptedInert.Contains(key))
+            if (AcceptedInert.TryGetValue(key, out var hfDefault))
             {
-                if (!IsEmpty(value)) Log.Warning($"{File}: '{key}' is not supported by VlPeft and is ignored");
+                // auto_mapping and peft_version are bookkeeping HF writes itself; never worth a warning.
+                bool harmless = key is "auto_mapping" or "peft_version" || IsEmpty(value)
+                    || (hfDefault != null && value is JsonValue v && v.ToJsonString().Trim('"') == hfDefault);
+                if (!harmless) Log.Warning($"{File}: '{key}' is not supported by VlPeft and is ignored");
             }
             else Log.Warning($"{File}: unknown key '{key}' in adapter config is ignored");
         }

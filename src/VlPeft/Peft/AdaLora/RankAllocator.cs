@@ -135,7 +135,7 @@ public sealed class RankAllocator
         var pattern = new Dictionary<string, bool[]>();
         // kthvalue needs k ≥ 1; with nothing to prune every triplet is kept.
         double? threshold = k >= 1
-            ? torch.kthvalue(torch.cat(modules.Select(m => scores[m.Path]).ToArray()), k, 0).values.item<double>()
+            ? torch.kthvalue(torch.cat(modules.Select(m => scores[m.Path]).ToArray()), k, 0).values.ToDouble()
             : null;
         foreach (var (path, adapter) in modules)
         {
