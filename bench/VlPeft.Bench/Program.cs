@@ -4,6 +4,7 @@ using VlPeft.Bench;
 var benches = new Dictionary<string, Func<string[], int>>
 {
     ["safetensors-load"] = SafetensorsLoadBench.Run,
+    ["lora-linear"] = LoraLinearBench.Run,
 };
 if (args.Length == 0 || !benches.TryGetValue(args[0], out var bench))
 {

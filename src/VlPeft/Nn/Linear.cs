@@ -63,11 +63,12 @@ public sealed class Linear : nn.Module<Tensor, Tensor>
             if (Merged) Unmerge();
             return Base(x);
         }
-        var y = Base(x);
-        if (Merged) return y;
+        var baseOutput = Base(x);
+        if (Merged) return baseOutput;
+        var y = baseOutput;
         foreach (var adapter in adapters)
             if (active.Contains(adapter.Name))
-                y = y + adapter.Forward(x, y);
+                y = adapter.AddTo(y, x, baseOutput);
         return y;
     }
 

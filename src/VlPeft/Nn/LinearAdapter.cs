@@ -25,6 +25,12 @@ public abstract class LinearAdapter
     /// <summary>What to add to the base output W0·x + b0 for input <paramref name="x"/>.</summary>
     public abstract Tensor Forward(Tensor x, Tensor baseOutput);
 
+    /// <summary>
+    /// <paramref name="output"/> plus this adapter's contribution. Adapters may override it to
+    /// fuse the addition into their last matmul, saving an activation-sized temporary.
+    /// </summary>
+    public virtual Tensor AddTo(Tensor output, Tensor x, Tensor baseOutput) => output + Forward(x, baseOutput);
+
     /// <summary>ΔW in nn.Linear orientation [out, in] (the layer transposes it for fan_in_fan_out weights).</summary>
     public abstract Tensor DeltaWeight();
 

@@ -61,6 +61,18 @@ public class LoraAdapter : LinearAdapter
         return LoraOutput(input).to(baseOutput.dtype).MoveToOuterDisposeScope();
     }
 
+    /// <summary>output + s·B·(A·x) as one addmm (no separate activation-sized delta), when dtypes allow.</summary>
+    public override Tensor AddTo(Tensor output, Tensor x, Tensor baseOutput)
+    {
+        var b = B;
+        if (GetType() != typeof(LoraAdapter) || b.bias is not null || output.dtype != b.weight.dtype)
+            return base.AddTo(output, x, baseOutput);
+        using var scope = torch.NewDisposeScope();
+        var h = F.linear(DropoutInput(x.to(A.weight.dtype)), A.weight);   // [..., r]
+        var flat = torch.addmm(output.reshape(-1, output.shape[^1]), h.reshape(-1, h.shape[^1]), b.weight.t(), beta: 1, alpha: (float)Scaling);
+        return flat.view(output.shape).MoveToOuterDisposeScope();
+    }
+
     /// <summary>s·B·A·x for an input already cast and dropped out.</summary>
     protected Tensor LoraOutput(Tensor input)
     {
