@@ -20,6 +20,15 @@ public sealed class AdapterWeight : nn.Module
         RegisterComponents();
     }
 
-    public TorchSharp.Modules.Parameter weight => _weight;
-    public TorchSharp.Modules.Parameter? bias => _bias;
+    public TorchSharp.Modules.Parameter weight
+    {
+        get => _weight;
+        private set { _weight = value; ConditionallyRegisterParameter("weight", value); }
+    }
+
+    public TorchSharp.Modules.Parameter? bias
+    {
+        get => _bias;
+        private set { _bias = value; ConditionallyRegisterParameter("bias", value); }
+    }
 }

@@ -47,8 +47,18 @@ public sealed class Linear : nn.Module<Tensor, Tensor>
     public long OutFeatures { get; }
     public bool FanInFanOut { get; }
 
-    public TorchSharp.Modules.Parameter weight => _weight;
-    public TorchSharp.Modules.Parameter? bias => _bias;
+    // Setters exist for TorchSharp's module.to(dtype), which replaces parameters through these properties.
+    public TorchSharp.Modules.Parameter weight
+    {
+        get => _weight;
+        private set { _weight = value; ConditionallyRegisterParameter("weight", value); }
+    }
+
+    public TorchSharp.Modules.Parameter? bias
+    {
+        get => _bias;
+        private set { _bias = value; ConditionallyRegisterParameter("bias", value); }
+    }
 
     public IReadOnlyList<LinearAdapter> Adapters => adapters;
     public IReadOnlyList<string> MergedAdapters => merged;

@@ -35,6 +35,25 @@ public class LoraAdapterTests
         var expected = x.matmul(layer.weight.t()) + layer.bias! + 3.0 * x.matmul(lora.A.weight.t()).matmul(lora.B.weight.t());
         Close(expected, layer.call(x));
         Assert.Equal(3.0, lora.Scaling);
+        using var x3 = torch.randn(2, 5, 6); // batch × sequence × features goes through the fused path too
+        Close(x3.matmul(layer.weight.t()) + layer.bias! + 3.0 * x3.matmul(lora.A.weight.t()).matmul(lora.B.weight.t()), layer.call(x3));
+    }
+
+    [Fact]
+    public void Bf16_base_keeps_fp32_adapters_and_returns_the_base_dtype()
+    {
+        using var layer = Layer();
+        layer.to(ScalarType.BFloat16);
+        var lora = new LoraAdapter("default", layer, 2, 4, 0, false);
+        layer.Attach(lora);
+        Randomize(lora);
+        Assert.Equal(ScalarType.Float32, lora.A.weight.dtype);
+        using var x = torch.randn(3, 6).to(ScalarType.BFloat16);
+        var y = layer.call(x);
+        Assert.Equal(ScalarType.BFloat16, y.dtype);
+        var expected = x.@float().matmul(layer.weight.@float().t()) + layer.bias!.@float()
+            + 2.0 * x.@float().matmul(lora.A.weight.t()).matmul(lora.B.weight.t());
+        Close(expected, y.@float(), 0.05);
     }
 
     [Fact]
