@@ -79,6 +79,7 @@ public static class PeftFiles
             foreach (var (layer, path) in adapted)
                 if (layer.bias is { } b) map[$"{Prefix}{path}.base_layer.bias"] = b;
         foreach (var (name, p) in model.FullyTrainedParameters(adapterName)) map[Prefix + name] = p;
+        foreach (var (name, p) in model.InFullParameters()) map[Prefix + name] = p;
         return map;
     }
 

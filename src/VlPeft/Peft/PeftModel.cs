@@ -19,6 +19,7 @@ public sealed class PeftModel
     readonly Dictionary<string, List<(string Path, LinearAdapter Adapter)>> attached = new();
     readonly Dictionary<string, RankAllocator> allocators = new();
     readonly Dictionary<string, ModulesToSave> fullyTrained = new();
+    readonly List<string> trainedInFull = new();
     List<string> active = new();
 
     PeftModel(nn.Module model) => Model = model;
@@ -145,7 +146,25 @@ public sealed class PeftModel
             if (fullyTrained.TryGetValue(name, out var save))
                 foreach (var (_, p) in save.Parameters) p.requires_grad = true;
         }
+        foreach (var (_, p) in InFullParameters()) p.requires_grad = true;
     }
+
+    /// <summary>
+    /// Also train these parts of the base model in full (path prefixes such as <c>query_tokens</c> or
+    /// <c>qformer</c>), as the Q-Former PEFT paper does for the query tokens and the projection.
+    /// They are saved with the adapter under their own names, like modules_to_save.
+    /// </summary>
+    public void TrainInFull(IEnumerable<string> prefixes)
+    {
+        trainedInFull.AddRange(prefixes);
+        UpdateTrainable();
+    }
+
+    public IReadOnlyList<string> TrainedInFull => trainedInFull;
+
+    /// <summary>Base-model parameters trained in full through <see cref="TrainInFull"/>.</summary>
+    public IEnumerable<(string Name, TorchSharp.Modules.Parameter Parameter)> InFullParameters() =>
+        OrdinaryParameters().Where(p => trainedInFull.Any(prefix => p.Name == prefix || p.Name.StartsWith(prefix + ".", StringComparison.Ordinal)));
 
     /// <summary>Parameters of the model that are not adapter tensors (the base model's own).</summary>
     public IEnumerable<(string Name, TorchSharp.Modules.Parameter Parameter)> OrdinaryParameters()

@@ -1,0 +1,66 @@
+using TorchSharp;
+using VlPeft.Tensors;
+using static TorchSharp.torch;
+
+namespace VlPeft.Models.Loading;
+
+/// <summary>Keys that did not line up when a checkpoint was loaded.</summary>
+public sealed record LoadReport(int Loaded, IReadOnlyList<string> Missing, IReadOnlyList<string> Unexpected, IReadOnlyList<string> Ignored);
+
+/// <summary>
+/// Copies a safetensors checkpoint into a module name for name (HF names are our parameter
+/// paths), tensor by tensor so a 7B model never exists twice, converting dtypes on the way.
+/// Tied aliases and non-persistent buffers that HF files may carry are ignored; anything else that
+/// does not match is reported, and in strict mode refused.
+/// </summary>
+public static class CheckpointLoader
+{
+    public static LoadReport Load(nn.Module model, string path, bool strict = true, IEnumerable<string>? skipPrefixes = null,
+        IEnumerable<string>? tiedAliases = null)
+    {
+        using var checkpoint = TensorCheckpoint.Open(path);
+        var parameters = model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        var skip = (skipPrefixes ?? Array.Empty<string>()).ToList();
+        var aliases = (tiedAliases ?? Array.Empty<string>()).ToHashSet();
+        var loaded = new HashSet<string>();
+        var unexpected = new List<string>();
+        var ignored = new List<string>();
+        using var _ = torch.no_grad();
+        foreach (var entry in checkpoint.Entries)
+        {
+            string key = entry.Name;
+            if (skip.Any(p => key.StartsWith(p, StringComparison.Ordinal)) || aliases.Contains(key) || IsBufferKey(key))
+            {
+                ignored.Add(key);
+                continue;
+            }
+            if (!parameters.TryGetValue(key, out var target))
+            {
+                unexpected.Add(key);
+                continue;
+            }
+            if (!entry.Shape.SequenceEqual(target.shape))
+                throw new BadInputException($"checkpoint tensor '{key}' has shape [{string.Join(", ", entry.Shape)}] but the model expects [{string.Join(", ", target.shape)}]",
+                    checkpoint.FileOf(key));
+            using var value = checkpoint.ReadTensor(key);
+            target.copy_(value);
+            loaded.Add(key);
+        }
+        var missing = parameters.Keys.Where(k => !loaded.Contains(k) && !skip.Any(p => k.StartsWith(p, StringComparison.Ordinal))).ToList();
+        if (strict && (missing.Count > 0 || unexpected.Count > 0))
+            throw new BadInputException(Describe(missing, unexpected), checkpoint.Path);
+        return new LoadReport(loaded.Count, missing, unexpected, ignored);
+    }
+
+    /// <summary>Non-persistent buffers that some exports still contain.</summary>
+    static bool IsBufferKey(string key) =>
+        key.EndsWith(".position_ids", StringComparison.Ordinal) || key.EndsWith(".rotary_emb.inv_freq", StringComparison.Ordinal);
+
+    static string Describe(List<string> missing, List<string> unexpected)
+    {
+        var parts = new List<string>();
+        if (missing.Count > 0) parts.Add($"{missing.Count} missing key(s): {string.Join(", ", missing.Take(5))}{(missing.Count > 5 ? ", …" : "")}");
+        if (unexpected.Count > 0) parts.Add($"{unexpected.Count} unexpected key(s): {string.Join(", ", unexpected.Take(5))}{(unexpected.Count > 5 ? ", …" : "")}");
+        return "checkpoint does not match the model (strict): " + string.Join("; ", parts);
+    }
+}
