@@ -21,6 +21,7 @@ public static class CliApp
             InspectCommand.Create(console),
             DoctorCommand.Create(console),
             ParamsCommand.Create(console),
+            ForwardCommand.Create(console),
         };
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)

@@ -1,0 +1,118 @@
+using System.Text.Json.Nodes;
+using TorchSharp;
+using VlPeft.Models.Configs;
+using VlPeft.Models.Loading;
+using VlPeft.Models.Multimodal;
+using VlPeft.Tensors;
+using VlPeft.Tests.Peft;
+using static TorchSharp.torch;
+
+namespace VlPeft.Tests.Models;
+
+public class CheckpointLoadingTests
+{
+    /// <summary>A HF-style checkpoint directory written key by key by the test (not via the model's save).</summary>
+    static void WriteCheckpoint(string dir, BlipForConditionalGeneration model, Func<string, Tensor, (string, Tensor)?>? edit = null, bool aliases = true)
+    {
+        var tensors = new Dictionary<string, Tensor>();
+        foreach (var (name, p) in model.named_parameters())
+        {
+            var item = edit is null ? (name, (Tensor)p) : edit(name, p);
+            if (item is { } kept) tensors[kept.Item1] = kept.Item2;
+        }
+        if (aliases && model.Config.Text.ModelType == "t5")
+        {
+            // HF files of T5 models may repeat the tied embedding under the stacks' names.
+            tensors["language_model.encoder.embed_tokens.weight"] = tensors["language_model.shared.weight"];
+            tensors["language_model.decoder.embed_tokens.weight"] = tensors["language_model.shared.weight"].clone();
+        }
+        tensors["qformer.embeddings.position_ids"] = torch.arange(64).unsqueeze(0); // a buffer some exports keep
+        SafetensorsWriter.Write(Path.Combine(dir, "model.safetensors"), tensors.ToDictionary(kv => kv.Key, kv => kv.Value.detach().clone()));
+        File.WriteAllText(Path.Combine(dir, "config.json"), ModelPresets.Json(model.Config.IsInstructBlip ? "tiny-instructblip-t5" : "tiny-blip2-opt"));
+    }
+
+    [Fact]
+    public void Strict_load_of_a_hf_style_directory_reproduces_the_outputs()
+    {
+        torch.manual_seed(50);
+        using var source = VisionLanguageModels.Create(ModelPresets.Get("tiny-instructblip-t5"));
+        using (torch.no_grad()) foreach (var (_, p) in source.named_parameters()) p.add_(torch.randn_like(p) * 0.1);
+        source.eval();
+        var batch = TinyInputs.Batch(decoderOnly: false);
+        using var expected = source.call(batch).Logits;
+
+        using var dir = new TempDirectory();
+        WriteCheckpoint(dir.Path, source);
+        torch.manual_seed(99); // different init: everything must come from the file
+        using var loaded = PretrainedModel.Load(dir.Path);
+        loaded.eval();
+        TensorAssert.Close(expected, loaded.call(batch).Logits, 1e-6);
+
+        using var bf16 = PretrainedModel.Load(dir.Path, new PretrainedOptions { DType = ScalarType.BFloat16 });
+        Assert.All(bf16.parameters(), p => Assert.Equal(ScalarType.BFloat16, p.dtype));
+        bf16.eval();
+        var bfLogits = bf16.call(TinyInputs.Batch(false, ScalarType.BFloat16) with { PixelValues = batch.PixelValues.to(ScalarType.BFloat16) }).Logits;
+        Assert.True((bfLogits.@float() - expected).abs().max().item<float>() < 0.5, "bf16 logits stay close to fp32");
+    }
+
+    [Fact]
+    public void Missing_unexpected_and_misshaped_keys_are_clear_errors()
+    {
+        using var source = VisionLanguageModels.Create(ModelPresets.Get("tiny-instructblip-t5"));
+        using var dir = new TempDirectory();
+
+        WriteCheckpoint(dir.Path, source, (n, p) => n == "qformer.encoder.layer.1.attention.attention.key.weight" ? null : (n, p));
+        var missing = Assert.Throws<BadInputException>(() => PretrainedModel.Load(dir.Path));
+        Assert.Contains("1 missing key(s): qformer.encoder.layer.1.attention.attention.key.weight", missing.Message);
+
+        WriteCheckpoint(dir.Path, source, (n, p) => n == "query_tokens" ? ("query_token", p) : (n, p));
+        var renamed = Assert.Throws<BadInputException>(() => PretrainedModel.Load(dir.Path));
+        Assert.Contains("missing key(s): query_tokens", renamed.Message);
+        Assert.Contains("unexpected key(s): query_token", renamed.Message);
+        var config = ModelPresets.Get("tiny-instructblip-t5");
+        var lenient = CheckpointLoader.Load(VisionLanguageModels.Create(config), dir.Path, strict: false, tiedAliases: PretrainedModel.TiedAliases(config));
+        Assert.Equal(new[] { "query_tokens" }, lenient.Missing);
+        Assert.Equal(new[] { "query_token" }, lenient.Unexpected);
+
+        WriteCheckpoint(dir.Path, source, (n, p) => n == "language_projection.weight" ? (n, p[.., ..16]) : (n, p));
+        var shape = Assert.Throws<BadInputException>(() => PretrainedModel.Load(dir.Path));
+        Assert.Contains("'language_projection.weight' has shape [32, 16] but the model expects [32, 32]", shape.Message);
+        Assert.EndsWith("model.safetensors", shape.File);
+    }
+
+    [Fact]
+    public void Skipping_towers_loads_the_rest_and_ignores_their_keys()
+    {
+        using var source = VisionLanguageModels.Create(ModelPresets.Get("tiny-instructblip-t5"));
+        using var dir = new TempDirectory();
+        WriteCheckpoint(dir.Path, source);
+        using var partial = PretrainedModel.Load(dir.Path, new PretrainedOptions { SkipVision = true, SkipLanguageModel = true });
+        Assert.DoesNotContain(partial.named_parameters(), p => p.name.StartsWith("vision_model.") || p.name.StartsWith("language_model."));
+        TensorAssert.Close(source.named_parameters().Single(p => p.name == "query_tokens").parameter,
+            partial.named_parameters().Single(p => p.name == "query_tokens").parameter, 0);
+    }
+
+    [Fact]
+    public void Sharded_checkpoints_load_and_bad_configs_are_named()
+    {
+        using var source = VisionLanguageModels.Create(ModelPresets.Get("tiny-blip2-opt"));
+        using var dir = new TempDirectory();
+        var all = source.named_parameters().ToDictionary(p => p.name, p => (Tensor)p.parameter.detach().clone());
+        var first = all.Where(kv => !kv.Key.StartsWith("language_model.")).ToDictionary(kv => kv.Key, kv => kv.Value);
+        var second = all.Where(kv => kv.Key.StartsWith("language_model.")).ToDictionary(kv => kv.Key, kv => kv.Value);
+        SafetensorsWriter.Write(dir.File("model-00001-of-00002.safetensors"), first);
+        SafetensorsWriter.Write(dir.File("model-00002-of-00002.safetensors"), second);
+        var map = new JsonObject();
+        foreach (var k in first.Keys) map[k] = "model-00001-of-00002.safetensors";
+        foreach (var k in second.Keys) map[k] = "model-00002-of-00002.safetensors";
+        File.WriteAllText(dir.File("model.safetensors.index.json"), new JsonObject { ["metadata"] = new JsonObject(), ["weight_map"] = map }.ToJsonString());
+        File.WriteAllText(dir.File("config.json"), ModelPresets.Json("tiny-blip2-opt"));
+        using var loaded = PretrainedModel.Load(dir.Path);
+        Assert.Equal(all.Count, loaded.named_parameters().Count());
+
+        File.WriteAllText(dir.File("config.json"), "{\"model_type\": \"llava\"}");
+        Assert.Contains("model_type 'llava' is not supported", Assert.Throws<BadInputException>(() => PretrainedModel.Load(dir.Path)).Message);
+        File.Delete(dir.File("config.json"));
+        Assert.Contains("config.json not found", Assert.Throws<BadInputException>(() => PretrainedModel.Load(dir.Path)).Message);
+    }
+}
