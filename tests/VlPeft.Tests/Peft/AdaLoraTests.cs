@@ -171,8 +171,7 @@ public class AdaLoraTests
             }
         }
 
-        torch.manual_seed(8);
-        using var fresh = new ToyModel(); // same seed → same base weights
+        using var fresh = model.CloneBase();
         var loaded = PeftFiles.Load(fresh, dir.Path);
         fresh.eval();
         TensorAssert.Close(expected, fresh.call(x), 1e-5);

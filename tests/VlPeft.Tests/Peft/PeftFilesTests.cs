@@ -57,13 +57,12 @@ public class PeftFilesTests
         using (var file = SafetensorsFile.Open(dir.File("adapter_model.safetensors")))
             Assert.Contains(file.Header.Tensors, t => t.Name == "base_model.model.encoder.layer.0.attention.attention.query.lora_magnitude_vector");
 
-        torch.manual_seed(20);
-        using var fresh = new ToyModel();
+        using var fresh = model.CloneBase();
         var loaded = PeftFiles.Load(fresh, dir.Path);
         TensorAssert.Close(expected, fresh.call(x), 1e-6);
         Assert.All(loaded.AdapterParameterEntries("default"), t => Assert.False(t.Parameter.requires_grad)); // inference mode
 
-        using var trainable = new ToyModel();
+        using var trainable = model.CloneBase();
         var again = PeftFiles.Load(trainable, dir.Path, trainable: true);
         Assert.All(again.AdapterParameterEntries("default"), t => Assert.True(t.Parameter.requires_grad));
     }

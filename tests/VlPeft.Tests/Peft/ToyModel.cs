@@ -17,8 +17,11 @@ public sealed class ToyModel : nn.Module<Tensor, Tensor>
     readonly ToyVision vision;
     readonly Linear lm_head;
 
+    readonly int layers;
+
     public ToyModel(int layers = 2) : base("ToyModel")
     {
+        this.layers = layers;
         encoder = new ToyEncoder(layers);
         vision = new ToyVision();
         lm_head = new Linear(Hidden, 10, hasBias: false);
@@ -26,6 +29,19 @@ public sealed class ToyModel : nn.Module<Tensor, Tensor>
     }
 
     public override Tensor forward(Tensor x) => lm_head.call(encoder.call(x) + vision.call(x));
+
+    /// <summary>
+    /// A second model with this one's base weights (tests run in parallel and share torch's global
+    /// RNG, so re-seeding cannot reproduce a model).
+    /// </summary>
+    public ToyModel CloneBase()
+    {
+        var copy = new ToyModel(layers);
+        var mine = named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        using var _ = torch.no_grad();
+        foreach (var (name, p) in copy.named_parameters()) p.copy_(mine[name]);
+        return copy;
+    }
 }
 
 sealed class ToyEncoder : nn.Module<Tensor, Tensor>
