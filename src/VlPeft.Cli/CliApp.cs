@@ -22,6 +22,7 @@ public static class CliApp
             DoctorCommand.Create(console),
             ParamsCommand.Create(console),
             ForwardCommand.Create(console),
+            ScoreCommand.Create(console),
         };
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)

@@ -1,0 +1,55 @@
+using System.Text.Json;
+
+namespace VlPeft.Data;
+
+/// <summary>JSON reading for dataset files: clear errors naming the file and the record.</summary>
+static class DatasetJson
+{
+    public static JsonDocument Parse(string path)
+    {
+        if (!File.Exists(path)) throw new BadInputException("file not found", path);
+        try
+        {
+            using var stream = File.OpenRead(path);
+            return JsonDocument.Parse(stream, new JsonDocumentOptions { MaxDepth = 256 });
+        }
+        catch (JsonException e)
+        {
+            throw new BadInputException($"not valid JSON: {e.Message}", path);
+        }
+    }
+
+    public static string String(JsonElement record, string field, string id, string path, bool required = true)
+    {
+        if (!record.TryGetProperty(field, out var value) || value.ValueKind == JsonValueKind.Null)
+            return required ? throw Bad(id, $"missing field '{field}'", path) : "";
+        if (value.ValueKind != JsonValueKind.String) throw Bad(id, $"field '{field}' must be a string", path);
+        return value.GetString()!;
+    }
+
+    public static string? NullableString(JsonElement record, string field, string id, string path) =>
+        record.TryGetProperty(field, out var v) && v.ValueKind != JsonValueKind.Null ? String(record, field, id, path) : null;
+
+    public static int Int(JsonElement record, string field, string id, string path)
+    {
+        if (!record.TryGetProperty(field, out var value)) throw Bad(id, $"missing field '{field}'", path);
+        if (value.ValueKind == JsonValueKind.Number && value.TryGetInt32(out int i)) return i;
+        if (value.ValueKind == JsonValueKind.String && int.TryParse(value.GetString(), out i)) return i;
+        throw Bad(id, $"field '{field}' must be an integer", path);
+    }
+
+    public static List<string> Strings(JsonElement record, string field, string id, string path)
+    {
+        if (!record.TryGetProperty(field, out var value) || value.ValueKind != JsonValueKind.Array)
+            throw Bad(id, $"field '{field}' must be a list of strings", path);
+        var list = new List<string>();
+        foreach (var item in value.EnumerateArray())
+        {
+            if (item.ValueKind != JsonValueKind.String) throw Bad(id, $"field '{field}' must hold only strings", path);
+            list.Add(item.GetString()!);
+        }
+        return list;
+    }
+
+    public static BadInputException Bad(string id, string problem, string path) => new($"record {id}: {problem}", path);
+}
