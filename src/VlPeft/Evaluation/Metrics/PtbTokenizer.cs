@@ -20,11 +20,11 @@ public static class PtbTokenizer
 
     static readonly Regex Token = new(
         @"\d+(?:[.,]\d+)+" +                         // numbers like 1,000 and 3.5 stay whole
-        @"|[A-Za-z0-9]+(?:[-/&*][A-Za-z0-9]+)*(?=n't\b)" + // the stem before n't
+        @"|[\p{L}\p{N}]+(?:[-/&*][\p{L}\p{N}]+)*(?=n't\b)" + // the stem before n't
         @"|n't\b" +
         @"|'(?:s|ll|re|ve|m|d)\b" +                   // clitics split from their word
         @"|(?:[A-Za-z]\.){2,}" +                      // acronyms keep their periods
-        @"|[\p{L}\p{N}]+(?:[-/&*'][\p{L}\p{N}]+)*" +   // words, hyphenated words, 1/2
+        @"|[\p{L}\p{N}]+(?:[-/&*][\p{L}\p{N}]+)*" +    // words, hyphenated words, 1/2
         @"|\.\.\.|--|[^\s\p{L}\p{N}]",
         RegexOptions.CultureInvariant | RegexOptions.IgnoreCase);
 
@@ -35,13 +35,13 @@ public static class PtbTokenizer
         foreach (Match m in Token.Matches(text))
         {
             string token = m.Value;
+            // Bracket and quote tokens keep their PTB escapes in upper case (-lowerCase lowercases words only).
             token = token switch
             {
                 "(" => "-LRB-", ")" => "-RRB-", "{" => "-LCB-", "}" => "-RCB-", "[" => "-LSB-", "]" => "-RSB-",
-                "\"" => "''", "…" => "...", _ => token,
+                "\"" => "''", "…" => "...",
+                _ => Americanize.Apply(token).ToLowerInvariant().Replace("/", "\\/").Replace("*", "\\*"),
             };
-            if (token.Length > 1 && token.EndsWith('.') && !Regex.IsMatch(token, @"^(?:[A-Za-z]\.){2,}$")) token = token.TrimEnd('.');
-            token = Americanize.Apply(token).ToLowerInvariant().Replace("/", "\\/").Replace("*", "\\*");
             if (!Removed.Contains(token)) tokens.Add(token);
         }
         return string.Join(' ', tokens);
