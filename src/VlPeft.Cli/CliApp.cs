@@ -23,6 +23,7 @@ public static class CliApp
             ParamsCommand.Create(console),
             ForwardCommand.Create(console),
             ScoreCommand.Create(console),
+            DataCommand.Create(console),
         };
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)

@@ -1,0 +1,84 @@
+namespace VlPeft.Data.Synthetic;
+
+/// <summary>One coloured shape in a 3×3 grid cell of a synthetic scene.</summary>
+public sealed record Shape(string Kind, string Color, bool Large, int Column, int Row)
+{
+    public string Size => Large ? "large" : "small";
+    public string Name => $"{Color} {Kind}";
+}
+
+/// <summary>A procedurally drawn scene: up to nine shapes, one per cell of a 3×3 grid.</summary>
+public sealed record Scene(IReadOnlyList<Shape> Shapes)
+{
+    public static readonly string[] Kinds = { "circle", "square", "triangle" };
+    public static readonly string[] Colors = { "red", "green", "blue", "yellow", "purple" };
+
+    static readonly Dictionary<string, (byte R, byte G, byte B)> Rgb = new()
+    {
+        ["red"] = (220, 40, 40), ["green"] = (40, 170, 60), ["blue"] = (40, 80, 220), ["yellow"] = (235, 200, 30), ["purple"] = (140, 60, 180),
+    };
+
+    /// <summary>Draws 1–<paramref name="maxShapes"/> shapes in distinct cells.</summary>
+    public static Scene Draw(Random random, int minShapes = 1, int maxShapes = 5)
+    {
+        int count = random.Next(minShapes, maxShapes + 1);
+        var cells = Enumerable.Range(0, 9).OrderBy(_ => random.Next()).Take(count).ToList();
+        return new Scene(cells.Select(c => new Shape(Kinds[random.Next(Kinds.Length)], Colors[random.Next(Colors.Length)], random.Next(2) == 1, c % 3, c / 3)).ToList());
+    }
+
+    /// <summary>
+    /// A scene with exactly <paramref name="matching"/> shapes drawn by <paramref name="match"/> and
+    /// 0–<paramref name="maxOthers"/> drawn by <paramref name="other"/>, in random distinct cells: counts
+    /// are then uniform by construction, so their prior tells a text-only model nothing.
+    /// </summary>
+    public static Scene WithCount(Random random, int matching, Func<Random, (string Kind, string Color)> match,
+        Func<Random, (string Kind, string Color)> other, int maxOthers = 2)
+    {
+        int others = random.Next(maxOthers + 1);
+        var cells = Enumerable.Range(0, 9).OrderBy(_ => random.Next()).Take(matching + others).ToList();
+        var shapes = cells.Select((c, i) =>
+        {
+            var (kind, color) = i < matching ? match(random) : other(random);
+            return new Shape(kind, color, random.Next(2) == 1, c % 3, c / 3);
+        }).ToList();
+        return new Scene(shapes);
+    }
+
+    /// <summary>RGB bytes of a size×size rendering on a light background.</summary>
+    public byte[] Render(int size = 64)
+    {
+        var rgb = new byte[size * size * 3];
+        Array.Fill(rgb, (byte)245);
+        double cell = size / 3.0;
+        foreach (var s in Shapes)
+        {
+            double cx = (s.Column + 0.5) * cell, cy = (s.Row + 0.5) * cell;
+            double r = cell * (s.Large ? 0.42 : 0.24);
+            var color = Rgb[s.Color];
+            for (int y = 0; y < size; y++)
+                for (int x = 0; x < size; x++)
+                {
+                    double dx = x + 0.5 - cx, dy = y + 0.5 - cy;
+                    bool inside = s.Kind switch
+                    {
+                        "circle" => dx * dx + dy * dy <= r * r,
+                        "square" => Math.Abs(dx) <= r * 0.85 && Math.Abs(dy) <= r * 0.85,
+                        _ => dy <= r * 0.8 && dy >= -r && Math.Abs(dx) <= (dy + r) * 0.55, // apex up
+                    };
+                    if (!inside) continue;
+                    int i = (y * size + x) * 3;
+                    rgb[i] = color.R;
+                    rgb[i + 1] = color.G;
+                    rgb[i + 2] = color.B;
+                }
+        }
+        return rgb;
+    }
+
+    public string Caption(Random random)
+    {
+        string Describe(Shape s) => $"a {s.Size} {s.Color} {s.Kind}";
+        var parts = Shapes.OrderBy(_ => random.Next()).Select(Describe).ToList();
+        return Shapes.Count == 1 ? $"{parts[0]} on a white background" : $"{string.Join(", ", parts.Take(parts.Count - 1))} and {parts[^1]}";
+    }
+}
