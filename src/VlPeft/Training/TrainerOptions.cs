@@ -1,0 +1,24 @@
+namespace VlPeft.Training;
+
+/// <summary>Everything that shapes a training run (all of it goes into the run's saved config).</summary>
+public sealed record TrainerOptions
+{
+    public double LearningRate { get; init; } = 1e-4;
+    public double MinLearningRate { get; init; }
+    public string Schedule { get; init; } = LearningRateSchedule.LinearDecayPerEpoch;
+    public int WarmupSteps { get; init; }
+    public double WeightDecay { get; init; } = 0.05;
+    public double Beta1 { get; init; } = 0.9;
+    public double Beta2 { get; init; } = 0.999;
+    public int Epochs { get; init; } = 15;
+    public int BatchSize { get; init; } = 16;
+    /// <summary>Micro-batches per optimizer step (effective batch = BatchSize × GradientAccumulation).</summary>
+    public int GradientAccumulation { get; init; } = 1;
+    public double? MaxGradNorm { get; init; }
+    /// <summary>Stop after this many epochs without a better validation metric (null: never).</summary>
+    public int? Patience { get; init; } = 3;
+    public int Seed { get; init; } = 42;
+    public int LogEvery { get; init; } = 10;
+    /// <summary>For tests and controlled interruptions: stop (as if killed) after this many optimizer steps.</summary>
+    public int? InterruptAfterSteps { get; init; }
+}
