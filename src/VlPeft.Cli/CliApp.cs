@@ -24,6 +24,7 @@ public static class CliApp
             ForwardCommand.Create(console),
             ScoreCommand.Create(console),
             DataCommand.Create(console),
+            TrainCommand.Create(console),
         };
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)

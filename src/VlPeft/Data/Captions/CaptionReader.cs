@@ -9,13 +9,15 @@ namespace VlPeft.Data.Captions;
 /// </summary>
 public static class CaptionReader
 {
-    public static IReadOnlyList<CaptionRecord> Read(string path, string? split = null)
+    /// <param name="imageRoot">Folder the Karpathy filepath/filename are relative to (default: the JSON's folder).</param>
+    public static IReadOnlyList<CaptionRecord> Read(string path, string? split = null, string? imageRoot = null)
     {
         using var doc = DatasetJson.Parse(path);
         var root = doc.RootElement;
         if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("images", out var images) || images.ValueKind != JsonValueKind.Array)
             throw new BadInputException("caption file has no 'images' array (expected COCO caption format or a Karpathy dataset_*.json)", path);
-        return root.TryGetProperty("annotations", out var annotations) ? ReadCoco(images, annotations, path) : ReadKarpathy(images, split, path);
+        return root.TryGetProperty("annotations", out var annotations) ? ReadCoco(images, annotations, path)
+            : ReadKarpathy(images, split, path, imageRoot ?? Path.GetDirectoryName(Path.GetFullPath(path))!);
     }
 
     static IReadOnlyList<CaptionRecord> ReadCoco(JsonElement images, JsonElement annotations, string path)
@@ -39,7 +41,7 @@ public static class CaptionReader
         return order.Select(id => new CaptionRecord { ImageId = id, References = refs[id] }).ToList();
     }
 
-    static IReadOnlyList<CaptionRecord> ReadKarpathy(JsonElement images, string? split, string path)
+    static IReadOnlyList<CaptionRecord> ReadKarpathy(JsonElement images, string? split, string path, string imageRoot)
     {
         if (split is null) throw new BadInputException("a Karpathy dataset file needs --split (train, restval, val or test)", path);
         var records = new List<CaptionRecord>();
@@ -52,7 +54,7 @@ public static class CaptionReader
                 throw DatasetJson.Bad(filename, "missing 'sentences'", path);
             var refs = sentences.EnumerateArray().Select(s => DatasetJson.String(s, "raw", filename, path)).ToList();
             string folder = image.TryGetProperty("filepath", out var fp) && fp.ValueKind == JsonValueKind.String ? fp.GetString()! : "";
-            records.Add(new CaptionRecord { ImageId = id, References = refs, Split = split, ImagePath = Path.Combine(folder, filename) });
+            records.Add(new CaptionRecord { ImageId = id, References = refs, Split = split, ImagePath = DatasetPaths.Inside(imageRoot, Path.Combine(folder, filename), filename, path) });
         }
         if (records.Count == 0) throw new BadInputException($"no image has split '{split}'", path);
         return records;

@@ -75,10 +75,25 @@ public sealed record Scene(IReadOnlyList<Shape> Shapes)
         return rgb;
     }
 
+    static readonly string[] Numbers = { "no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine" };
+    static readonly string[] Rows = { "top", "middle", "bottom" };
+    static readonly string[] Columns = { "left", "center", "right" };
+
+    /// <summary>
+    /// A reference caption. Shapes are described in reading order (rows top to bottom, left to right),
+    /// so a caption is predictable from the image; the phrasings vary between references.
+    /// </summary>
     public string Caption(Random random)
     {
-        string Describe(Shape s) => $"a {s.Size} {s.Color} {s.Kind}";
-        var parts = Shapes.OrderBy(_ => random.Next()).Select(Describe).ToList();
-        return Shapes.Count == 1 ? $"{parts[0]} on a white background" : $"{string.Join(", ", parts.Take(parts.Count - 1))} and {parts[^1]}";
+        var ordered = Shapes.OrderBy(s => s.Row).ThenBy(s => s.Column).ToList();
+        string List(Func<Shape, string> describe) => ordered.Count == 1
+            ? describe(ordered[0])
+            : string.Join(", ", ordered.Take(ordered.Count - 1).Select(describe)) + " and " + describe(ordered[^1]);
+        return random.Next(3) switch
+        {
+            0 => List(s => $"a {s.Size} {s.Color} {s.Kind}"),
+            1 => $"{Numbers[ordered.Count]} shape{(ordered.Count == 1 ? "" : "s")}: " + List(s => $"a {s.Color} {s.Kind}"),
+            _ => List(s => $"a {s.Color} {s.Kind} at the {Rows[s.Row]} {Columns[s.Column]}"),
+        };
     }
 }

@@ -39,7 +39,8 @@ public class BlipForConditionalGeneration : nn.Module<VisionLanguageInputs, Visi
         var device = options.Device;
         Config = config;
         if (!options.SkipVision) vision_model = new BlipVisionModel(config.Vision, device);
-        query_tokens = new Parameter(torch.zeros(1, config.NumQueryTokens, config.QFormer.HiddenSize, device: device));
+        // Random, as HF initializes them (normal, std 0.02): identical queries would stay identical under training.
+        query_tokens = new Parameter(InitNormal(torch.empty(1, config.NumQueryTokens, config.QFormer.HiddenSize, device: device)));
         qformer = new QFormerModel(config.QFormer, withTextInput: config.IsInstructBlip, device);
         int lmHidden = config.Text.ModelType == "t5" ? config.Text.DModel : config.Text.HiddenSize;
         language_projection = new Linear(config.QFormer.HiddenSize, lmHidden, device: device);
@@ -55,6 +56,12 @@ public class BlipForConditionalGeneration : nn.Module<VisionLanguageInputs, Visi
     }
 
     public MultimodalConfig Config { get; }
+
+    internal static Tensor InitNormal(Tensor t, double std = 0.02)
+    {
+        if (t.device_type != DeviceType.META) using (torch.no_grad()) t.normal_(0, std);
+        return t;
+    }
     public LanguageModel LanguageModel => language_model ?? throw new InvalidOperationException("the language model was not built");
     public BlipVisionModel VisionModel => vision_model ?? throw new InvalidOperationException("the vision model was not built");
 

@@ -41,9 +41,10 @@ sealed class BlipVisionEmbeddings : nn.Module<Tensor, Tensor>
 
     public BlipVisionEmbeddings(VisionConfig c, Device? device) : base("embeddings")
     {
-        class_embedding = new Parameter(torch.zeros(1, 1, c.HiddenSize, device: device));
+        // HF initializes both with a (truncated) normal; zeros would leave patches without position information.
+        class_embedding = new Parameter(Multimodal.BlipForConditionalGeneration.InitNormal(torch.empty(1, 1, c.HiddenSize, device: device)));
         patch_embedding = new Conv2dPatch(c.NumChannels, c.HiddenSize, c.PatchSize, hasBias: true, device);
-        position_embedding = new Parameter(torch.zeros(1, c.NumPatches + 1, c.HiddenSize, device: device));
+        position_embedding = new Parameter(Multimodal.BlipForConditionalGeneration.InitNormal(torch.empty(1, c.NumPatches + 1, c.HiddenSize, device: device)));
         RegisterComponents();
     }
 

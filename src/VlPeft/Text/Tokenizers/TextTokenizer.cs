@@ -93,7 +93,8 @@ public sealed class TextTokenizer
         bool lower = config is { } c && c.TryGetProperty("do_lower_case", out var l) ? l.GetBoolean() : true;
         var bert = BertTokenizer.Create(vocab, new BertOptions { LowerCaseBeforeTokenization = lower });
         return new TextTokenizer("bert", bert, t => bert.EncodeToIds(t, addSpecialTokens: false), new[] { bert.ClassificationTokenId },
-            new[] { bert.SeparatorTokenId }, bert.PaddingTokenId, added.TryGetValue("[DEC]", out int dec) ? dec : null, null, added, padding, truncation);
+            new[] { bert.SeparatorTokenId }, bert.PaddingTokenId, added.TryGetValue("[DEC]", out int dec) ? dec : null,
+            bert.SeparatorTokenId, added, padding, truncation); // [SEP] ends sequences, so it serves as EOS for LMs using this vocabulary
     }
 
     static TextTokenizer Llama(string model, Dictionary<string, int> added, string padding, string truncation)

@@ -1,0 +1,34 @@
+using System.CommandLine;
+using System.Globalization;
+using VlPeft.Experiments;
+
+namespace VlPeft.Cli.Commands;
+
+static class TrainCommand
+{
+    public static Command Create(CliConsole console)
+    {
+        var config = new Option<string>("--config") { Description = "Experiment file (configs/*.yaml)", Required = true };
+        var data = new Option<string?>("--data") { Description = "Data directory (overrides the file's data:)" };
+        var model = new Option<string?>("--model") { Description = "HF checkpoint directory (overrides the file's model: path:)" };
+        var output = new Option<string?>("--out") { Description = "Run directory (default: the file's output:, else runs/<name>)" };
+        var epochs = new Option<int?>("--epochs") { Description = "Override the number of epochs" };
+        var resume = new Option<bool>("--resume") { Description = "Continue from the run directory's last checkpoint" };
+        var command = new Command("train", "Train an experiment file: PEFT fine-tuning, or pretraining of a tiny base") { config, data, model, output, epochs, resume };
+        command.SetAction(parse => CliApp.Guard(console, () =>
+        {
+            string file = parse.GetValue(config)!;
+            var experiment = ExperimentConfig.Load(file);
+            experiment.Data = parse.GetValue(data) ?? experiment.Data;
+            experiment.Model.Path = parse.GetValue(model) ?? experiment.Model.Path;
+            if (parse.GetValue(epochs) is int e) experiment.Training.Epochs = e;
+            string runDir = parse.GetValue(output) ?? experiment.Output ?? Path.Combine("runs", experiment.Name);
+            var result = ExperimentRunner.Run(experiment, runDir, parse.GetValue(resume), file);
+            string F(double? v) => v is double d && double.IsFinite(d) ? d.ToString("F2", CultureInfo.InvariantCulture) : "-";
+            console.Out.WriteLine($"{result.Name}: trainable {result.TrainableParameters:N0} of {result.TotalParameters:N0} ({F(result.TrainablePercentOfBaseline)}% of the Q-Former baseline); best val {F(result.ValidationMetric)}; test {F(result.TestAccuracy)}; {F(result.Seconds)} s");
+            console.Out.WriteLine($"run directory: {result.RunDirectory}");
+            return CliApp.Success;
+        }));
+        return command;
+    }
+}

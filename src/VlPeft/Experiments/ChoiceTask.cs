@@ -1,0 +1,95 @@
+using TorchSharp;
+using VlPeft.Data;
+using VlPeft.Evaluation;
+using VlPeft.Models.Multimodal;
+using VlPeft.Text;
+using VlPeft.Training;
+using static TorchSharp.torch;
+
+namespace VlPeft.Experiments;
+
+/// <summary>
+/// Multiple-choice fine-tuning as in the Q-Former PEFT paper: train on "(x) choice" targets of the
+/// InstructBLIP PEFT prompts; validate (and test) by ranking the candidates by LM loss.
+/// </summary>
+public sealed class ChoiceTask : ITrainingTask
+{
+    readonly BlipForConditionalGeneration model;
+    readonly BlipProcessor processor;
+    readonly IReadOnlyList<ChoiceRecord> train, validation;
+    readonly Func<ChoiceRecord, PromptExample> prompt;
+
+    public ChoiceTask(BlipForConditionalGeneration model, BlipProcessor processor, IReadOnlyList<ChoiceRecord> train,
+        IReadOnlyList<ChoiceRecord> validation, Func<ChoiceRecord, PromptExample> prompt)
+    {
+        this.model = model;
+        this.processor = processor;
+        this.train = train;
+        this.validation = validation;
+        this.prompt = prompt;
+    }
+
+    public int TrainCount => train.Count;
+
+    public Tensor Loss(IReadOnlyList<int> examples, int epoch, Random random)
+    {
+        var batch = examples.Select(i => train[i]).Select(r => (r.ImagePath, prompt(r).Instruction, prompt(r).Target)).ToList();
+        var inputs = processor.TrainingBatch(batch, random);
+        return model.call(inputs with { PixelValues = inputs.PixelValues.to(model.parameters().First().dtype) }).Loss!;
+    }
+
+    public double Validate() => Accuracy(validation, out _);
+
+    /// <summary>Ranking accuracy in percent, and the predicted index per record id.</summary>
+    public double Accuracy(IReadOnlyList<ChoiceRecord> records, out Dictionary<string, int> predictions)
+    {
+        var ranker = new CandidateRanker(model, processor);
+        predictions = new Dictionary<string, int>();
+        foreach (var r in records)
+        {
+            var p = prompt(r);
+            predictions[r.Id] = ranker.Rank(r.ImagePath, p.Instruction, p.Candidates).Best;
+        }
+        var predicted = predictions;
+        return records.Count == 0 ? 0 : 100.0 * records.Count(r => predicted[r.Id] == r.Answer) / records.Count;
+    }
+}
+
+/// <summary>Captioning (the tiny base's pretraining task): target = a reference caption; validation = −mean loss.</summary>
+public sealed class CaptionTask : ITrainingTask
+{
+    public const string Instruction = InstructBlipPeftPrompts.Flickr30k;
+
+    readonly BlipForConditionalGeneration model;
+    readonly BlipProcessor processor;
+    readonly IReadOnlyList<CaptionRecord> train, validation;
+
+    public CaptionTask(BlipForConditionalGeneration model, BlipProcessor processor, IReadOnlyList<CaptionRecord> train, IReadOnlyList<CaptionRecord> validation)
+    {
+        this.model = model;
+        this.processor = processor;
+        this.train = train;
+        this.validation = validation;
+    }
+
+    public int TrainCount => train.Count;
+
+    public Tensor Loss(IReadOnlyList<int> examples, int epoch, Random random)
+    {
+        // One of the references at random each time (LAVIS trains on every (image, caption) pair).
+        var batch = examples.Select(i => train[i]).Select(r => (r.ImagePath, Instruction, r.References[random.Next(r.References.Count)])).ToList();
+        return model.call(processor.TrainingBatch(batch, random)).Loss!;
+    }
+
+    public double Validate()
+    {
+        double total = 0;
+        for (int start = 0; start < validation.Count; start += 16)
+        {
+            using var scope = torch.NewDisposeScope();
+            var batch = validation.Skip(start).Take(16).Select(r => (r.ImagePath, Instruction, r.References[0])).ToList();
+            total += model.call(processor.TrainingBatch(batch, null)).Loss!.item<float>() * batch.Count;
+        }
+        return -total / validation.Count;
+    }
+}

@@ -1,0 +1,90 @@
+using YamlDotNet.Core;
+using YamlDotNet.Serialization;
+using YamlDotNet.Serialization.NamingConventions;
+using VlPeft.Training;
+
+namespace VlPeft.Experiments;
+
+/// <summary>
+/// An experiment file (configs/*.yaml). Model and data locations may be left empty and given on the
+/// command line (<c>--model</c>, <c>--data</c>); a run fails fast, naming what is missing.
+/// </summary>
+public sealed class ExperimentConfig
+{
+    public string Name { get; set; } = "";
+    /// <summary>scienceqa, iconqa or captions.</summary>
+    public string Task { get; set; } = "scienceqa";
+    public string? Data { get; set; }
+    /// <summary>ScienceQA: keep only problems with an image (ScienceQA-IMG), as the paper does.</summary>
+    public bool ImageOnly { get; set; } = true;
+    public ModelSection Model { get; set; } = new();
+    public PeftSection Peft { get; set; } = new();
+    public TrainingSection Training { get; set; } = new();
+    public string? Output { get; set; }
+
+    public sealed class ModelSection
+    {
+        /// <summary>A HF checkpoint directory; required unless <see cref="FromScratch"/>.</summary>
+        public string? Path { get; set; }
+        /// <summary>The preset the checkpoint must match (checked), or the one built from scratch.</summary>
+        public string? Preset { get; set; }
+        /// <summary>Pretraining: build the preset with fresh weights and a vocabulary made from the data.</summary>
+        public bool FromScratch { get; set; }
+        /// <summary>f32 or bf16 for the frozen base.</summary>
+        public string Dtype { get; set; } = "f32";
+    }
+
+    public sealed class PeftSection
+    {
+        /// <summary>A PEFT preset (qformer-lora-all, …), "full" (train everything), or "adalora".</summary>
+        public string Method { get; set; } = "qformer-lora-all";
+        public int Rank { get; set; } = 8;
+        public int InitR { get; set; } = 12;
+        public int TargetR { get; set; } = 8;
+        public int Tinit { get; set; }
+        public int Tfinal { get; set; }
+        public int DeltaT { get; set; } = 1;
+    }
+
+    public sealed class TrainingSection
+    {
+        public double Lr { get; set; } = 5e-4;
+        public double MinLr { get; set; }
+        public string Schedule { get; set; } = LearningRateSchedule.LinearDecayPerEpoch;
+        public int WarmupSteps { get; set; }
+        public double WeightDecay { get; set; } = 0.05;
+        public int Epochs { get; set; } = 15;
+        public int BatchSize { get; set; } = 16;
+        public int GradientAccumulation { get; set; } = 1;
+        public double? MaxGradNorm { get; set; }
+        public int? Patience { get; set; } = 3;
+        public int Seed { get; set; } = 42;
+        public int? MaxTrainExamples { get; set; }
+        public int? MaxEvalExamples { get; set; }
+
+        public TrainerOptions ToOptions() => new()
+        {
+            LearningRate = Lr, MinLearningRate = MinLr, Schedule = Schedule, WarmupSteps = WarmupSteps, WeightDecay = WeightDecay,
+            Epochs = Epochs, BatchSize = BatchSize, GradientAccumulation = GradientAccumulation, MaxGradNorm = MaxGradNorm,
+            Patience = Patience, Seed = Seed, LogEvery = 5,
+        };
+    }
+
+    public static ExperimentConfig Load(string path)
+    {
+        if (!File.Exists(path)) throw new BadInputException("experiment file not found", path);
+        try
+        {
+            var deserializer = new DeserializerBuilder().WithNamingConvention(UnderscoredNamingConvention.Instance).Build();
+            var config = deserializer.Deserialize<ExperimentConfig>(File.ReadAllText(path)) ?? new ExperimentConfig();
+            if (config.Name.Length == 0) config.Name = System.IO.Path.GetFileNameWithoutExtension(path);
+            return config;
+        }
+        catch (YamlException e)
+        {
+            throw new BadInputException($"experiment file is not valid (line {e.Start.Line}): {e.InnerException?.Message ?? e.Message}", path);
+        }
+    }
+
+    public string ToYaml() => new SerializerBuilder().WithNamingConvention(UnderscoredNamingConvention.Instance).Build().Serialize(this);
+}

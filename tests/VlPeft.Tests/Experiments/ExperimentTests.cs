@@ -1,0 +1,115 @@
+using TorchSharp;
+using VlPeft.Data.Synthetic;
+using VlPeft.Evaluation;
+using VlPeft.Experiments;
+using VlPeft.Imaging;
+using VlPeft.Models.Loading;
+using VlPeft.Models.Multimodal;
+using VlPeft.Text.Tokenizers;
+using VlPeft.Tests.Cli;
+using static TorchSharp.torch;
+
+namespace VlPeft.Tests.Experiments;
+
+public class ExperimentTests
+{
+    static string RepoFile(params string[] parts)
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (!File.Exists(Path.Combine(dir!.FullName, "VlPeft.slnx"))) dir = dir.Parent;
+        return Path.Combine(new[] { dir.FullName }.Concat(parts).ToArray());
+    }
+
+    [Fact]
+    public void Every_paper_experiment_file_loads_and_names_the_missing_model_or_data()
+    {
+        var files = Directory.GetFiles(RepoFile("configs", "instructblip-peft"), "*.yaml", SearchOption.AllDirectories);
+        Assert.Equal(2 * (64 + 2), files.Length); // 64 ids per dataset + AdaLoRA for T5 and Vicuna
+        foreach (var file in files)
+        {
+            var config = ExperimentConfig.Load(file);
+            Assert.Contains(config.Task, new[] { "scienceqa", "iconqa" });
+            Assert.True(config.Training.Lr is 1e-5 or 2e-5 or 1e-4 or 5e-4, file);
+            Assert.Equal(16, config.Training.BatchSize * config.Training.GradientAccumulation);
+            Assert.Equal(0.05, config.Training.WeightDecay);
+        }
+        var one = files.Single(f => f.EndsWith("scienceqa/25-t5-qformer-lora-all-r1.yaml".Replace('/', Path.DirectorySeparatorChar)));
+        var noData = CliRunner.Run("train", "--config", one);
+        Assert.Equal(2, noData.ExitCode);
+        Assert.Contains("no data directory", noData.Err);
+        using var dir = new TempDirectory();
+        var noModel = CliRunner.Run("train", "--config", one, "--data", dir.Path, "--out", dir.File("run"));
+        Assert.Equal(2, noModel.ExitCode);
+        Assert.Contains("no model directory", noModel.Err);
+        var missing = CliRunner.Run("train", "--config", one, "--data", dir.Path, "--model", dir.File("nope"), "--out", dir.File("run"));
+        Assert.Contains("model directory not found", missing.Err);
+    }
+
+    [Fact]
+    public void Pretraining_then_peft_fine_tuning_runs_end_to_end_and_writes_the_run_directory()
+    {
+        using var dir = new TempDirectory();
+        SyntheticSuite.Generate(new SyntheticOptions { Task = "captions", Train = 48, Val = 8, Test = 4, Seed = 1 }, dir.File("captions"));
+        SyntheticSuite.Generate(new SyntheticOptions { Task = "scienceqa", Train = 32, Val = 8, Test = 12, Seed = 1 }, dir.File("sqa"));
+        var pretrain = ExperimentConfig.Load(RepoFile("configs", "demo", "pretrain.yaml"));
+        pretrain.Data = dir.File("captions");
+        pretrain.Training.Epochs = 1;
+        var base_ = ExperimentRunner.Run(pretrain, dir.File("pretrain"));
+        Assert.Equal(base_.TotalParameters, base_.TrainableParameters);
+        Assert.True(File.Exists(dir.File("pretrain/model/model.safetensors")) && File.Exists(dir.File("pretrain/model/vocab.txt")));
+
+        var finetune = new ExperimentConfig
+        {
+            Name = "ft", Task = "scienceqa", ImageOnly = false, Data = dir.File("sqa"),
+            Model = new ExperimentConfig.ModelSection { Path = dir.File("pretrain/model"), Dtype = "bf16" },
+            Peft = new ExperimentConfig.PeftSection { Method = "qformer-lora-self", Rank = 2 },
+            Training = new ExperimentConfig.TrainingSection { Epochs = 1, BatchSize = 8, Lr = 1e-3 },
+        };
+        var result = ExperimentRunner.Run(finetune, dir.File("ft"));
+        Assert.InRange(result.TestAccuracy!.Value, 0, 100);
+        Assert.NotNull(result.TestCategories);
+        Assert.True(File.Exists(dir.File("ft/adapter/adapter_config.json")));
+        Assert.True(File.Exists(dir.File("ft/report.md")));
+        Assert.True(File.Exists(dir.File("ft/metrics.jsonl")));
+        // The predictions file re-scores to the same average through the official scorer.
+        var score = CliRunner.Run("score", "scienceqa", "--data", dir.File("sqa"), "--predictions", dir.File("ft/predictions.json"), "--json");
+        Assert.Equal(0, score.ExitCode);
+        Assert.Contains($"\"acc_average\": \"{result.TestAccuracy:F2}\"", score.Out);
+    }
+
+    [Fact]
+    public void Ranking_scores_are_the_summed_token_nll_and_generation_is_deterministic()
+    {
+        using var dir = new TempDirectory();
+        SyntheticSuite.Generate(new SyntheticOptions { Task = "scienceqa", Train = 4, Val = 2, Test = 2, Seed = 3 }, dir.File("sqa"));
+        var vocab = TinyVocabulary.Build(Array.Empty<string>());
+        Directory.CreateDirectory(dir.File("tok"));
+        WordPieceVocabulary.Write(dir.File("tok/vocab.txt"), vocab);
+        var tokenizer = TextTokenizer.FromDirectory(dir.File("tok"));
+        var config = VlPeft.Models.Configs.ModelPresets.Get("tiny-instructblip");
+        config = config with { QFormer = config.QFormer with { VocabSize = vocab.Count + 1 }, Text = config.Text with { VocabSize = vocab.Count } };
+        using var model = VisionLanguageModels.Create(config);
+        var processor = new BlipProcessor(tokenizer, tokenizer, new ImagePipeline(48, ImageNormalization.Clip), decoderOnly: false);
+        var record = VlPeft.Data.ScienceQa.ScienceQaReader.Read(dir.File("sqa"), "test").Records[0];
+        var prompt = VlPeft.Text.InstructBlipPeftPrompts.ScienceQa(record);
+        var (best, scores) = new CandidateRanker(model, processor).Rank(record.ImagePath, prompt.Instruction, prompt.Candidates);
+        Assert.Equal(Array.IndexOf(scores, scores.Min()), best);
+        // Independent path: the model's mean loss on each candidate times its token count.
+        model.eval();
+        for (int i = 0; i < prompt.Candidates.Count; i++)
+        {
+            using var _ = torch.no_grad();
+            var batch = processor.TrainingBatch(new[] { (record.ImagePath, prompt.Instruction, prompt.Candidates[i]) }, null);
+            batch = batch with { InputIds = torch.tensor(processor.InstructionIds(prompt.Instruction, truncate: false).Select(x => (long)x).ToArray()).unsqueeze(0), AttentionMask = null };
+            double mean = model.call(batch).Loss!.item<float>();
+            Assert.Equal(mean * processor.AnswerIds(prompt.Candidates[i]).Length, scores[i], 3);
+        }
+        var generator = new TextGenerator(model, processor);
+        string greedy = generator.Generate(record.ImagePath, prompt.Instruction, new GenerationOptions { MaxNewTokens = 5 });
+        Assert.Equal(greedy, generator.Generate(record.ImagePath, prompt.Instruction, new GenerationOptions { MaxNewTokens = 5 }));
+        string beam = generator.Generate(record.ImagePath, prompt.Instruction, new GenerationOptions { MaxNewTokens = 5, NumBeams = 3 });
+        string sampled = generator.Generate(record.ImagePath, prompt.Instruction, new GenerationOptions { MaxNewTokens = 5, Temperature = 1.0, TopP = 0.9, Seed = 4 });
+        Assert.Equal(sampled, generator.Generate(record.ImagePath, prompt.Instruction, new GenerationOptions { MaxNewTokens = 5, Temperature = 1.0, TopP = 0.9, Seed = 4 }));
+        Assert.NotNull(beam);
+    }
+}
