@@ -55,7 +55,12 @@ public sealed class ChoiceTask : ITrainingTask
     }
 }
 
-/// <summary>Captioning (the tiny base's pretraining task): target = a reference caption; validation = −mean loss.</summary>
+/// <summary>
+/// Captioning (the tiny base's pretraining task): target = a reference caption; validation = −mean
+/// caption loss. An image–text contrastive term (BLIP-2's first-stage ITC, here between the mean
+/// projected query and the mean LM embedding of the caption) is added: from scratch, the captioning
+/// loss alone lets the LM settle on the language prior before the image path carries any signal.
+/// </summary>
 public sealed class CaptionTask : ITrainingTask
 {
     public const string Instruction = InstructBlipPeftPrompts.Flickr30k;
@@ -78,7 +83,23 @@ public sealed class CaptionTask : ITrainingTask
     {
         // One of the references at random each time (LAVIS trains on every (image, caption) pair).
         var batch = examples.Select(i => train[i]).Select(r => (r.ImagePath, Instruction, r.References[random.Next(r.References.Count)])).ToList();
-        return model.call(processor.TrainingBatch(batch, random)).Loss!;
+        var inputs = processor.TrainingBatch(batch, random);
+        var output = model.call(inputs);
+        return ContrastiveWeight > 0 && batch.Count > 1 ? output.Loss! + ContrastiveWeight * Contrastive(output.LanguageProjectionOutput, inputs.Labels!) : output.Loss!;
+    }
+
+    public double ContrastiveWeight { get; init; } = 1.0;
+
+    /// <summary>Symmetric InfoNCE between image features (mean projected query) and caption features (mean token embedding).</summary>
+    Tensor Contrastive(Tensor projected, Tensor labels)
+    {
+        var mask = labels.ge(0).unsqueeze(-1).to(projected.dtype);
+        var tokens = model.LanguageModel.EmbedTokens(labels.clamp_min(0)) * mask;
+        var text = tokens.sum(1) / mask.sum(1).clamp_min(1);
+        var image = projected.mean(new long[] { 1 });
+        var logits = torch.nn.functional.normalize(image, dim: -1).matmul(torch.nn.functional.normalize(text, dim: -1).t()) / 0.1;
+        var target = torch.arange(logits.shape[0], dtype: ScalarType.Int64);
+        return (torch.nn.functional.cross_entropy(logits, target) + torch.nn.functional.cross_entropy(logits.t(), target)) / 2;
     }
 
     public double Validate()
