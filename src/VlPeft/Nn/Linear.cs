@@ -73,6 +73,11 @@ public sealed class Linear : nn.Module<Tensor, Tensor>
             if (Merged) Unmerge();
             return Base(x);
         }
+        if (!Merged && active.Count == 1)
+        {
+            var only = adapters.FirstOrDefault(a => active.Contains(a.Name));
+            if (only?.FusedForward(x) is Tensor fused) return fused;
+        }
         var baseOutput = Base(x);
         if (Merged) return baseOutput;
         var y = baseOutput;

@@ -31,6 +31,12 @@ public abstract class LinearAdapter
     /// </summary>
     public virtual Tensor AddTo(Tensor output, Tensor x, Tensor baseOutput) => output + Forward(x, baseOutput);
 
+    /// <summary>
+    /// The layer's whole output (base included) when this adapter can compute it in one fused step as
+    /// the only active adapter; null to use the ordinary base + contribution path.
+    /// </summary>
+    public virtual Tensor? FusedForward(Tensor x) => null;
+
     /// <summary>ΔW in nn.Linear orientation [out, in] (the layer transposes it for fan_in_fan_out weights).</summary>
     public abstract Tensor DeltaWeight();
 

@@ -57,6 +57,32 @@ public class LoraAdapterTests
     }
 
     [Fact]
+    public void Fused_path_for_a_frozen_base_matches_raw_ops_in_values_and_gradients()
+    {
+        using var layer = Layer();
+        layer.weight.requires_grad = false;
+        layer.bias!.requires_grad = false;
+        var lora = new LoraAdapter("default", layer, 2, 6, 0, false);
+        layer.Attach(lora);
+        Randomize(lora);
+        Assert.NotNull(lora.FusedForward(torch.zeros(1, 6)));   // the fused path is the one taken here
+        using var x = torch.randn(2, 3, 6).requires_grad_(true);
+        using var upstream = torch.randn(2, 3, 4);
+        (layer.call(x) * upstream).sum().backward();
+        var (gx, ga, gb) = (x.grad!.clone(), lora.A.weight.grad!.clone(), lora.B.weight.grad!.clone());
+        // The same quantities by raw autograd on detached copies.
+        var x2 = x.detach().clone().requires_grad_(true);
+        var a = lora.A.weight.detach().clone().requires_grad_(true);
+        var b = lora.B.weight.detach().clone().requires_grad_(true);
+        var y = x2.matmul(layer.weight.t()) + layer.bias! + 3.0 * x2.matmul(a.t()).matmul(b.t());
+        TensorAssert.Close(y, layer.call(x));
+        (y * upstream).sum().backward();
+        TensorAssert.Close(x2.grad!, gx);
+        TensorAssert.Close(a.grad!, ga);
+        TensorAssert.Close(b.grad!, gb);
+    }
+
+    [Fact]
     public void Rslora_scales_by_alpha_over_root_r()
     {
         using var layer = Layer();

@@ -28,10 +28,36 @@ public static class CaptionScorer
             string? jar = Environment.GetEnvironmentVariable(jarVariable);
             if (java is null || jar is null || !File.Exists(jar)) skipped.Add($"{metric} skipped: needs Java (set VLPEFT_JAVA and {jarVariable})");
             else if (metric == "METEOR") metrics[metric] = Meteor(java, jar, hyps, refs);
-            else skipped.Add("SPICE skipped: the SPICE bridge is not implemented");
+            else metrics[metric] = Spice(java, jar, hyps, refs);
         }
         if (skipped.Count > 0) metrics["skipped"] = skipped;
         return new ScoreReport(metrics, new Dictionary<string, long> { ["images"] = records.Count });
+    }
+
+    /// <summary>
+    /// Runs spice-1.0.jar as pycocoevalcap does (input [{image_id, test, refs}], -subset -silent) and
+    /// returns the mean over images of scores.All.f.
+    /// </summary>
+    static double Spice(string java, string jar, Dictionary<string, string> hyps, Dictionary<string, IReadOnlyList<string>> refs)
+    {
+        string folder = Path.Combine(Path.GetTempPath(), $"vlpeft-spice-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(folder);
+        try
+        {
+            string input = Path.Combine(folder, "in.json"), output = Path.Combine(folder, "out.json");
+            File.WriteAllText(input, System.Text.Json.JsonSerializer.Serialize(hyps.Select(h => new { image_id = h.Key, test = h.Value, refs = refs[h.Key] })));
+            var start = new ProcessStartInfo(java, new[] { "-jar", "-Xmx8G", jar, input, "-cache", Path.Combine(folder, "cache"), "-out", output, "-subset", "-silent" })
+            { UseShellExecute = false };
+            using var process = Process.Start(start) ?? throw new InvalidOperationException("could not start java for SPICE");
+            process.WaitForExit();
+            if (process.ExitCode != 0 || !File.Exists(output)) throw new InvalidOperationException($"SPICE failed (exit code {process.ExitCode})");
+            using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(output));
+            return doc.RootElement.EnumerateArray().Average(e => e.GetProperty("scores").GetProperty("All").GetProperty("f").GetDouble());
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
     }
 
     /// <summary>Runs meteor-1.5.jar in -stdio mode as pycocoevalcap does and returns its corpus score.</summary>

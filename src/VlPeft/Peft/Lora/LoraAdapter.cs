@@ -61,6 +61,24 @@ public class LoraAdapter : LinearAdapter
         return LoraOutput(input).to(baseOutput.dtype).MoveToOuterDisposeScope();
     }
 
+    /// <summary>
+    /// The whole layer output through <see cref="FusedLoraLinear"/> when that is exact and safe: this
+    /// is the only active adapter, plain LoRA (no DoRA, no lora_B bias, no active dropout), a frozen
+    /// fp32 base stored [out, in]. Otherwise null, and the layer adds the adapter to its base output.
+    /// </summary>
+    public override Tensor? FusedForward(Tensor x)
+    {
+        var layer = Layer;
+        var a = A.weight;
+        var b = B.weight;
+        if (GetType() != typeof(LoraAdapter) || B.bias is not null || (Dropout > 0 && layer.training) || layer.FanInFanOut
+            || layer.weight.requires_grad || layer.bias is { requires_grad: true }
+            || x.dtype != ScalarType.Float32 || layer.weight.dtype != ScalarType.Float32 || a.dtype != ScalarType.Float32
+            || !torch.is_grad_enabled())
+            return null;
+        return FusedLoraLinear.apply(x, layer.weight, layer.bias!, a, b, Scaling);
+    }
+
     /// <summary>output + s·B·(A·x) as one addmm (no separate activation-sized delta), when dtypes allow.</summary>
     public override Tensor AddTo(Tensor output, Tensor x, Tensor baseOutput)
     {
