@@ -68,21 +68,28 @@ public sealed class CaptionTask : ITrainingTask
     readonly BlipForConditionalGeneration model;
     readonly BlipProcessor processor;
     readonly IReadOnlyList<CaptionRecord> train, validation;
+    readonly IReadOnlyList<OpenQuestionRecord> questions;
 
-    public CaptionTask(BlipForConditionalGeneration model, BlipProcessor processor, IReadOnlyList<CaptionRecord> train, IReadOnlyList<CaptionRecord> validation)
+    /// <param name="questions">Optional open questions on the training images (VizWiz format), asked with the
+    /// InstructBLIP PEFT VizWiz instruction half of the time: instruction-style pretraining, as InstructBLIP's base.</param>
+    public CaptionTask(BlipForConditionalGeneration model, BlipProcessor processor, IReadOnlyList<CaptionRecord> train,
+        IReadOnlyList<CaptionRecord> validation, IReadOnlyList<OpenQuestionRecord>? questions = null)
     {
         this.model = model;
         this.processor = processor;
         this.train = train;
         this.validation = validation;
+        this.questions = questions ?? Array.Empty<OpenQuestionRecord>();
     }
 
-    public int TrainCount => train.Count;
+    public int TrainCount => train.Count + questions.Count;
 
     public Tensor Loss(IReadOnlyList<int> examples, int epoch, Random random)
     {
         // One of the references at random each time (LAVIS trains on every (image, caption) pair).
-        var batch = examples.Select(i => train[i]).Select(r => (r.ImagePath, Instruction, r.References[random.Next(r.References.Count)])).ToList();
+        var batch = examples.Select(i => i < train.Count
+            ? (train[i].ImagePath, Instruction, train[i].References[random.Next(train[i].References.Count)])
+            : (questions[i - train.Count].ImagePath, InstructBlipPeftPrompts.VizWiz(questions[i - train.Count].Question), questions[i - train.Count].Answers[0])).ToList();
         var inputs = processor.TrainingBatch(batch, random);
         var output = model.call(inputs);
         return ContrastiveWeight > 0 && batch.Count > 1 ? output.Loss! + ContrastiveWeight * Contrastive(output.LanguageProjectionOutput, inputs.Labels!) : output.Loss!;

@@ -63,8 +63,10 @@ public static class ExperimentRunner
         if (config.Task == "captions")
         {
             var json = Directory.GetFiles(data, "dataset_*.json").FirstOrDefault() ?? throw new BadInputException("no Karpathy dataset_*.json in the data directory", data);
+            string vqa = Path.Combine(data, "vqa_train.json");
+            var questions = File.Exists(vqa) ? VlPeft.Data.Vqa.VizWizReader.Read(vqa, data) : null;
             task = new CaptionTask(model, processor, Limit(CaptionReader.Read(json, "train"), config.Training.MaxTrainExamples),
-                Limit(CaptionReader.Read(json, "val"), config.Training.MaxEvalExamples));
+                Limit(CaptionReader.Read(json, "val"), config.Training.MaxEvalExamples), questions);
         }
         else
         {

@@ -75,6 +75,23 @@ public sealed record Scene(IReadOnlyList<Shape> Shapes)
         return rgb;
     }
 
+    /// <summary>
+    /// Open questions about the scene with short answers (for instruction-style pretraining; the
+    /// benchmark question families of <see cref="QuestionFactory"/> are kept for fine-tuning).
+    /// </summary>
+    public IEnumerable<(string Question, string Answer)> OpenQuestions(Random random)
+    {
+        foreach (var s in Shapes.GroupBy(x => x.Kind).Where(g => g.Count() == 1).Select(g => g.Single()))
+            yield return ($"What color is the {s.Kind}?", s.Color);
+        foreach (var s in Shapes.GroupBy(x => x.Color).Where(g => g.Count() == 1).Select(g => g.Single()))
+            yield return ($"What shape is the {s.Color} object?", s.Kind);
+        yield return ("How many shapes are there?", Shapes.Count.ToString());
+        var probe = Shapes[random.Next(Shapes.Count)];
+        string color = Colors[random.Next(Colors.Length)], kind = Kinds[random.Next(Kinds.Length)];
+        yield return ($"Is there a {color} {kind}?", Shapes.Any(x => x.Color == color && x.Kind == kind) ? "yes" : "no");
+        yield return ($"What is at the {Rows[probe.Row]} {Columns[probe.Column]}?", $"a {probe.Color} {probe.Kind}");
+    }
+
     static readonly string[] Numbers = { "no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine" };
     static readonly string[] Rows = { "top", "middle", "bottom" };
     static readonly string[] Columns = { "left", "center", "right" };

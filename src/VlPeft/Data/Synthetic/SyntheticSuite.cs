@@ -116,6 +116,7 @@ public static class SyntheticSuite
     static SyntheticSummary WriteCaptions(string root, int[] counts, Random random, int size)
     {
         var images = new JsonArray();
+        var questions = Splits.ToDictionary(s => s, _ => new JsonArray());
         Directory.CreateDirectory(Path.Combine(root, "images"));
         int id = 0, sentence = 0;
         for (int s = 0; s < 3; s++)
@@ -135,8 +136,17 @@ public static class SyntheticSuite
                     });
                 }
                 images.Add(new JsonObject { ["filepath"] = "images", ["filename"] = filename, ["imgid"] = id, ["split"] = Splits[s], ["sentences"] = sentences });
+                // One open question per image in VizWiz's annotation format (ten identical answers).
+                var open = scene.OpenQuestions(random).ToList();
+                var (question, answer) = open[random.Next(open.Count)];
+                questions[Splits[s]].Add(new JsonObject
+                {
+                    ["image"] = Path.Combine("images", filename), ["question"] = question, ["answer_type"] = "other", ["answerable"] = 1,
+                    ["answers"] = new JsonArray(Enumerable.Range(0, 10).Select(_ => (JsonNode)new JsonObject { ["answer"] = answer, ["answer_confidence"] = "yes" }).ToArray()),
+                });
             }
         WriteJson(Path.Combine(root, "dataset_synth.json"), new JsonObject { ["dataset"] = "synth", ["images"] = images });
+        foreach (var split in Splits) WriteJson(Path.Combine(root, $"vqa_{split}.json"), questions[split]);
         return new SyntheticSummary("captions", root, counts[0], counts[1], counts[2], double.NaN, double.NaN);
     }
 
