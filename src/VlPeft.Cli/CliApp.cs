@@ -25,6 +25,7 @@ public static class CliApp
             ScoreCommand.Create(console),
             DataCommand.Create(console),
             TrainCommand.Create(console),
+            AnalyzeCommand.Create(console),
         };
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
