@@ -26,6 +26,7 @@ public static class CliApp
             DataCommand.Create(console),
             TrainCommand.Create(console),
             AnalyzeCommand.Create(console),
+            MergeCommand.Create(console),
         };
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)

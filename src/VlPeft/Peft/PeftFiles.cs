@@ -157,6 +157,11 @@ public static class PeftFiles
         var missing = expected.Keys.Where(k => !file.Header.Contains(k)).ToList();
         if (missing.Count > 0)
             throw new BadInputException($"adapter file lacks {missing.Count} tensor(s) the config implies, e.g. '{missing[0]}'", path);
+        // Base parameters trained in full (query tokens, projection, a whole Q-Former) are saved under their
+        // own names; restore any the model has, as HF PEFT does for modules_to_save.
+        var baseParameters = peft.Model.named_parameters().ToDictionary(p => Prefix + p.name, p => p.parameter);
+        foreach (var name in file.Header.Tensors.Select(t => t.Name).Where(n => !expected.ContainsKey(n) && baseParameters.ContainsKey(n)))
+            expected[name] = baseParameters[name];
         var unexpected = file.Header.Tensors.Select(t => t.Name).Where(n => !expected.ContainsKey(n)).ToList();
         if (unexpected.Count > 0)
             Log.Warning($"{path}: {unexpected.Count} tensor(s) not used by this model, e.g. '{unexpected[0]}'");
