@@ -27,6 +27,8 @@ public static class CliApp
             TrainCommand.Create(console),
             AnalyzeCommand.Create(console),
             MergeCommand.Create(console),
+            EvalCommand.Create(console),
+            PredictCommand.Create(console),
         };
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)

@@ -50,7 +50,7 @@ public static class ExperimentRunner
         if (!Directory.Exists(data)) throw new BadInputException("data directory not found", data);
         var run = new RunDirectory(runDirectory);
         run.SaveConfig(config);
-        var (model, processor) = LoadModel(config, data, run);
+        var (model, processor) = LoadModel(config, data, Path.Combine(run.Path, "model"));
         var watch = Stopwatch.StartNew();
 
         // The baseline for "% of baseline" is the full Q-Former + query tokens + projection, counted before adapters.
@@ -102,6 +102,37 @@ public static class ExperimentRunner
         return experiment;
     }
 
+    /// <summary>
+    /// Evaluates a trained adapter (or a plain model) on a split by candidate ranking; returns the
+    /// accuracy, the ScienceQA categories where applicable, and the predictions (id → choice index).
+    /// </summary>
+    public static (double Accuracy, IReadOnlyDictionary<string, object>? Categories, Dictionary<string, int> Predictions) Evaluate(
+        ExperimentConfig config, string? adapterDirectory, string split = "test")
+    {
+        var data = config.Data ?? throw new BadInputException("no data directory: give --data or set 'data:' in the experiment file");
+        if (config.Task is not ("scienceqa" or "iconqa")) throw new BadInputException($"eval ranks answer candidates; task '{config.Task}' has none");
+        var (model, processor) = LoadModel(config, data, modelFolder: null);
+        if (adapterDirectory != null) PeftFiles.Load(model, adapterDirectory);
+        var records = config.Task == "scienceqa"
+            ? ScienceQaReader.Read(data, split, config.ImageOnly, new ReadOptions { RequireImages = true }).Records
+            : IconQaReader.Read(data, split, new ReadOptions { RequireImages = true }).Records;
+        Func<ChoiceRecord, PromptExample> prompt = config.Task == "iconqa" ? InstructBlipPeftPrompts.IconQa : InstructBlipPeftPrompts.ScienceQa;
+        var task = new ChoiceTask(model, processor, Array.Empty<ChoiceRecord>(), Array.Empty<ChoiceRecord>(), prompt);
+        double accuracy;
+        Dictionary<string, int> predictions;
+        using (torch.no_grad()) accuracy = task.Accuracy(records, out predictions);
+        return (accuracy, config.Task == "scienceqa" ? ScienceQaScorer.Score(records, predictions).Metrics : null, predictions);
+    }
+
+    /// <summary>Loads a checkpoint directory and its tokenizers for one-off use (predict, eval).</summary>
+    public static (BlipForConditionalGeneration Model, BlipProcessor Processor) LoadForInference(string modelDirectory, string? adapterDirectory)
+    {
+        var config = new ExperimentConfig { Model = new ExperimentConfig.ModelSection { Path = modelDirectory } };
+        var (model, processor) = LoadModel(config, modelDirectory, modelFolder: null);
+        if (adapterDirectory != null) PeftFiles.Load(model, adapterDirectory);
+        return (model, processor);
+    }
+
     static IReadOnlyList<T> Limit<T>(IReadOnlyList<T> items, int? max) => max is int m && items.Count > m ? items.Take(m).ToList() : items;
 
     static (IReadOnlyList<ChoiceRecord>, IReadOnlyList<ChoiceRecord>, IReadOnlyList<ChoiceRecord>) ReadChoices(ExperimentConfig config, string data)
@@ -117,7 +148,8 @@ public static class ExperimentRunner
         return (Limit(Read("train"), t.MaxTrainExamples), Limit(Read("val"), t.MaxEvalExamples), Limit(Read("test"), t.MaxEvalExamples));
     }
 
-    static (BlipForConditionalGeneration, BlipProcessor) LoadModel(ExperimentConfig config, string data, RunDirectory run)
+    /// <param name="modelFolder">Where a model built from scratch keeps its tokenizer files (required then).</param>
+    static (BlipForConditionalGeneration, BlipProcessor) LoadModel(ExperimentConfig config, string data, string? modelFolder)
     {
         var m = config.Model;
         BlipForConditionalGeneration model;
@@ -125,7 +157,7 @@ public static class ExperimentRunner
         if (m.FromScratch)
         {
             // A new tiny model with a vocabulary made from the synthetic corpus and this data.
-            string folder = Path.Combine(run.Path, "model");
+            string folder = modelFolder ?? throw new InvalidOperationException("a model built from scratch needs a folder for its tokenizer");
             Directory.CreateDirectory(Path.Combine(folder, "qformer_tokenizer"));
             var captions = Directory.GetFiles(data, "dataset_*.json").SelectMany(f => CaptionReader.Read(f, "train").SelectMany(r => r.References));
             var vocab = TinyVocabulary.Build(captions);

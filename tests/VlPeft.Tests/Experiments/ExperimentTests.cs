@@ -75,6 +75,23 @@ public class ExperimentTests
         var score = CliRunner.Run("score", "scienceqa", "--data", dir.File("sqa"), "--predictions", dir.File("ft/predictions.json"), "--json");
         Assert.Equal(0, score.ExitCode);
         Assert.Contains($"\"acc_average\": \"{result.TestAccuracy:F2}\"", score.Out);
+
+        // eval with the saved adapter reproduces the test accuracy (a new process would do the same).
+        File.WriteAllText(dir.File("ft.yaml"), "task: scienceqa\nimage_only: false\nmodel:\n  dtype: bf16\n");
+        var eval = CliRunner.Run("eval", "--config", dir.File("ft.yaml"), "--model", dir.File("pretrain/model"), "--data", dir.File("sqa"), "--adapter", dir.File("ft/adapter"));
+        Assert.True(eval.ExitCode == 0, eval.Err);
+        Assert.Contains($"accuracy {result.TestAccuracy:F2} on 12 questions", eval.Out);
+
+        var record = VlPeft.Data.ScienceQa.ScienceQaReader.Read(dir.File("sqa"), "test").Records.First(r => r.HasImage);
+        var predict = CliRunner.Run("predict", "--model", dir.File("pretrain/model"), "--adapter", dir.File("ft/adapter"), "--image", record.ImagePath!,
+            "--question", record.Question, "--choices", string.Join('|', record.Choices), "--hint", record.Hint);
+        Assert.True(predict.ExitCode == 0, predict.Err);
+        Assert.Contains(predict.Out.Trim(), record.Choices);
+        var open = CliRunner.Run("predict", "--model", dir.File("pretrain/model"), "--image", record.ImagePath!, "--question", "What color is it?");
+        Assert.Equal(0, open.ExitCode);
+        var missing = CliRunner.Run("predict", "--model", dir.File("pretrain/model"), "--image", dir.File("none.png"), "--question", "?");
+        Assert.Equal(2, missing.ExitCode);
+        Assert.Contains("image file not found", missing.Err);
     }
 
     [Fact]
