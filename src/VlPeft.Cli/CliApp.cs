@@ -29,6 +29,7 @@ public static class CliApp
             MergeCommand.Create(console),
             EvalCommand.Create(console),
             PredictCommand.Create(console),
+            DemoCommand.Create(console),
         };
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)

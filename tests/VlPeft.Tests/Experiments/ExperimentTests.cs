@@ -130,3 +130,26 @@ public class ExperimentTests
         Assert.NotNull(beam);
     }
 }
+
+public class DemoTests
+{
+    [Fact]
+    public void Quick_demo_writes_table_report_heatmaps_and_curves()
+    {
+        using var dir = new TempDirectory();
+        var lines = new List<string>();
+        var rows = Demo.Run(new DemoOptions { Output = dir.Path, Quick = true, Methods = new[] { "qformer-lora-self", "adalora" } }, lines.Add);
+        Assert.Equal(4, rows.Count);
+        Assert.All(rows, r => Assert.InRange(r.Test, 0, 100));
+        var ada = rows.First(r => r.Method == "adalora" && r.Task == "scienceqa");
+        Assert.True(ada.Trainable > rows.First(r => r.Method == "qformer-lora-self" && r.Task == "scienceqa").Trainable);
+        Assert.Contains("| scienceqa | adalora |", File.ReadAllText(Path.Combine(dir.Path, "report.md")));
+        foreach (var task in new[] { "scienceqa", "iconqa" })
+        {
+            Assert.True(File.Exists(Path.Combine(dir.Path, $"rank_heatmap_{task}.png")));
+            Assert.StartsWith("layer,self-attention,cross-attention,FFN", File.ReadAllText(Path.Combine(dir.Path, $"rank_heatmap_{task}.csv")));
+            Assert.True(File.Exists(Path.Combine(dir.Path, "runs", $"{task}-adalora", "learning_curves.png")));
+        }
+        Assert.Contains(lines, l => l.Contains("blind check"));
+    }
+}

@@ -1,0 +1,25 @@
+using System.CommandLine;
+using VlPeft.Experiments;
+
+namespace VlPeft.Cli.Commands;
+
+static class DemoCommand
+{
+    public static Command Create(CliConsole console)
+    {
+        var output = new Option<string>("--out") { Description = "Output directory", DefaultValueFactory = _ => "demo-output" };
+        var quick = new Option<bool>("--quick") { Description = "Fewer examples and epochs" };
+        var baseModel = new Option<string?>("--base") { Description = "Pretrained tiny base (default: models/tiny-instructblip)" };
+        var command = new Command("demo", "Fine-tune the tiny InstructBLIP with each PEFT method on the synthetic suites and report") { output, quick, baseModel };
+        command.SetAction(parse => CliApp.Guard(console, () =>
+        {
+            var rows = Demo.Run(new DemoOptions { Output = parse.GetValue(output)!, Quick = parse.GetValue(quick), BaseModel = parse.GetValue(baseModel) },
+                line => console.Out.WriteLine(line));
+            console.Out.WriteLine();
+            console.Out.Write(Demo.Table(rows));
+            console.Out.WriteLine($"\nreport: {Path.Combine(parse.GetValue(output)!, "report.md")}");
+            return CliApp.Success;
+        }));
+        return command;
+    }
+}
