@@ -6,6 +6,7 @@ var benches = new Dictionary<string, Func<string[], int>>
     ["safetensors-load"] = SafetensorsLoadBench.Run,
     ["lora-linear"] = LoraLinearBench.Run,
     ["params"] = ParamsBench.Run,
+    ["demo-throughput"] = DemoThroughputBench.Run,
 };
 if (args.Length == 0 || !benches.TryGetValue(args[0], out var bench))
 {
