@@ -19,15 +19,7 @@ static class MergeCommand
             var peft = PeftFiles.Load(loaded, parse.GetValue(adapter)!);
             peft.MergeAndUnload(safe: true);
             PretrainedModel.Save(loaded, outDir);
-            // Tokenizer files travel with the weights so the merged directory is self-contained.
-            foreach (var file in Directory.GetFiles(baseDir).Where(f => !f.EndsWith(".safetensors") && !f.EndsWith(".safetensors.index.json") && Path.GetFileName(f) != "config.json"))
-                File.Copy(file, Path.Combine(outDir, Path.GetFileName(file)), overwrite: true);
-            foreach (var sub in Directory.GetDirectories(baseDir))
-            {
-                string target = Path.Combine(outDir, Path.GetFileName(sub));
-                Directory.CreateDirectory(target);
-                foreach (var file in Directory.GetFiles(sub)) File.Copy(file, Path.Combine(target, Path.GetFileName(file)), overwrite: true);
-            }
+            PretrainedModel.CopyAuxiliaryFiles(baseDir, outDir); // tokenizer files travel with the weights
             console.Out.WriteLine($"merged {parse.GetValue(adapter)} into {outDir}");
             return CliApp.Success;
         }));

@@ -93,7 +93,7 @@ public static class ExperimentRunner
         using (torch.no_grad()) testAccuracy = test?.Invoke();
 
         if (peft != null) PeftFiles.Save(peft, run.AdapterDirectory);
-        else SaveFullModel(model, processor, Path.Combine(run.Path, "model"));
+        else SaveFullModel(model, Path.Combine(run.Path, "model"), config.Model.FromScratch ? null : config.Model.Path);
         var ranks = peft?.Allocator()?.FinalRanks();
         var experiment = new ExperimentResult(config.Name, config.Peft.Method, report.Total, report.Trainable,
             baseline == 0 ? 0 : 100.0 * report.Trainable / baseline, result.State.BestMetric ?? double.NaN, testAccuracy, categories,
@@ -227,9 +227,11 @@ public static class ExperimentRunner
         return PeftPresets.Get(p.Method, model.Config, p.Rank).Apply(model);
     }
 
-    static void SaveFullModel(BlipForConditionalGeneration model, BlipProcessor processor, string folder)
+    /// <summary>A fully trained model as a checkpoint directory, with the tokenizer files of its base (a model built from scratch has them already).</summary>
+    static void SaveFullModel(BlipForConditionalGeneration model, string folder, string? baseDirectory)
     {
         PretrainedModel.Save(model, folder);
+        if (baseDirectory is not null) PretrainedModel.CopyAuxiliaryFiles(baseDirectory, folder);
     }
 
     static string Report(ExperimentResult r, TrainerState state)

@@ -9,7 +9,7 @@ namespace VlPeft.Training;
 /// <c>tensorboard/</c>, <c>checkpoints/last</c> (resumable) and <c>checkpoints/best</c>, the final
 /// adapter under <c>adapter/</c>, and <c>report.md</c>.
 /// </summary>
-public sealed class RunDirectory : IDisposable
+public sealed class RunDirectory
 {
     TorchSharp.Modules.SummaryWriter? tensorboard;
 
@@ -52,6 +52,4 @@ public sealed class RunDirectory : IDisposable
         var kept = File.ReadAllLines(MetricsFile).Where(l => JsonNode.Parse(l)?["step"]?.GetValue<int>() <= step).ToList();
         File.WriteAllLines(MetricsFile, kept);
     }
-
-    public void Dispose() => tensorboard = null;
 }

@@ -41,6 +41,21 @@ public static class PretrainedModel
         _ => Array.Empty<string>(),
     };
 
+    /// <summary>
+    /// Copies everything but the weights and config.json (tokenizer files, qformer_tokenizer/, …) from one
+    /// checkpoint directory to another, so a derived checkpoint is self-contained.
+    /// </summary>
+    public static void CopyAuxiliaryFiles(string from, string to)
+    {
+        foreach (var file in Directory.GetFiles(from, "*", SearchOption.AllDirectories)
+                     .Where(f => !f.EndsWith(".safetensors") && !f.EndsWith(".index.json") && Path.GetFileName(f) != "config.json"))
+        {
+            string target = Path.Combine(to, Path.GetRelativePath(from, file));
+            Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+            File.Copy(file, target, overwrite: true);
+        }
+    }
+
     /// <summary>Writes a model as a HF checkpoint directory (config.json + model.safetensors).</summary>
     public static void Save(BlipForConditionalGeneration model, string directory)
     {
