@@ -21,7 +21,7 @@ public static class PeftFiles
     /// <summary>Writes an adapter into <paramref name="directory"/> (a non-default name goes into a subfolder, as HF does).</summary>
     public static string Save(PeftModel model, string directory, string adapterName = "default")
     {
-        var config = model.Configs.TryGetValue(adapterName, out var c) ? c : throw new KeyNotFoundException($"no adapter named '{adapterName}'");
+        var config = model.Configs.ContainsKey(adapterName) ? model.EffectiveConfig(adapterName) : throw new KeyNotFoundException($"no adapter named '{adapterName}'");
         string target = adapterName == "default" ? directory : Path.Combine(directory, adapterName);
         Directory.CreateDirectory(target);
         var tensors = SavedTensors(model, adapterName);
@@ -42,7 +42,7 @@ public static class PeftFiles
     /// <summary>The saved key → tensor map (what <see cref="Save"/> writes).</summary>
     public static Dictionary<string, Tensor> SavedTensors(PeftModel model, string adapterName = "default")
     {
-        var config = model.Configs[adapterName];
+        var config = model.EffectiveConfig(adapterName);
         var result = new Dictionary<string, Tensor>();
         var pattern = (config as AdaLoraConfig)?.RankPattern;
         foreach (var (key, parameter) in KeyMap(model, adapterName))

@@ -244,6 +244,10 @@ public sealed class PeftModel
         UpdateTrainable();
     }
 
+    /// <summary>An adapter's config including what training has learned (AdaLoRA's current rank_pattern).</summary>
+    public PeftConfig EffectiveConfig(string name) =>
+        configs[name] is AdaLoraConfig ada && allocators.GetValueOrDefault(name)?.RankPattern is { } pattern ? ada with { RankPattern = pattern } : configs[name];
+
     /// <summary>The AdaLoRA allocator of a (trainable) AdaLoRA adapter.</summary>
     public RankAllocator? Allocator(string name = "default") => allocators.GetValueOrDefault(name);
 

@@ -48,7 +48,7 @@ public sealed class Trainer
         string? checkpoint = resume ? TrainingCheckpoint.Find(run.LastCheckpoint) : null;
         if (checkpoint != null)
         {
-            state = TrainingCheckpoint.Load(checkpoint, trainable, optimizer);
+            state = TrainingCheckpoint.Load(checkpoint, trainable, optimizer, peft?.Allocator());
             run.TruncateMetricsAfter(state.GlobalStep);
         }
         else if (File.Exists(run.MetricsFile)) File.Delete(run.MetricsFile);
@@ -122,8 +122,8 @@ public sealed class Trainer
             };
             if (options.Patience is int patience && state.EpochsWithoutImprovement >= patience) state = state with { Stopped = true };
             run.Log(step, new Dictionary<string, double> { ["epoch"] = epoch + 1, ["val_metric"] = metric }, "val");
-            if (improved) TrainingCheckpoint.Save(run.BestCheckpoint, trainable, optimizer, state);
-            TrainingCheckpoint.Save(run.LastCheckpoint, trainable, optimizer, state);
+            if (improved) TrainingCheckpoint.Save(run.BestCheckpoint, trainable, optimizer, state, peft?.Allocator());
+            TrainingCheckpoint.Save(run.LastCheckpoint, trainable, optimizer, state, peft?.Allocator());
         }
         // Test on the best checkpoint, as the paper does.
         if (TrainingCheckpoint.Find(run.BestCheckpoint) is string best)

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using TorchSharp;
+using VlPeft.Peft;
 using VlPeft.Tensors;
 using static TorchSharp.torch;
 
@@ -13,15 +14,21 @@ namespace VlPeft.Training;
 public static class TrainingCheckpoint
 {
     const string Weights = "trainable.safetensors", Optimizer = "optimizer.bin", State = "state.json";
+    const string Allocator = "allocator.safetensors", AllocatorPattern = "allocator_pattern.json";
 
     public static void Save(string folder, IEnumerable<(string Name, TorchSharp.Modules.Parameter Parameter)> trainable,
-        TorchSharp.Modules.OptimizerHelper optimizer, TrainerState state)
+        TorchSharp.Modules.OptimizerHelper optimizer, TrainerState state, Peft.AdaLora.RankAllocator? allocator = null)
     {
         string temp = folder + $".tmp-{Guid.NewGuid():N}";
         Directory.CreateDirectory(temp);
         SafetensorsWriter.Write(Path.Combine(temp, Weights), trainable.ToDictionary(t => t.Name, t => (Tensor)t.Parameter));
         optimizer.save_state_dict(Path.Combine(temp, Optimizer));
         File.WriteAllText(Path.Combine(temp, State), JsonSerializer.Serialize(state));
+        if (allocator != null)
+        {
+            SafetensorsWriter.Write(Path.Combine(temp, Allocator), allocator.ExportState());
+            File.WriteAllText(Path.Combine(temp, AllocatorPattern), JsonSerializer.Serialize(allocator.RankPattern));
+        }
         string old = folder + ".old";
         if (Directory.Exists(old)) Directory.Delete(old, true);
         if (Directory.Exists(folder)) Directory.Move(folder, old);
@@ -33,7 +40,8 @@ public static class TrainingCheckpoint
     public static string? Find(string folder) =>
         File.Exists(Path.Combine(folder, State)) ? folder : File.Exists(Path.Combine(folder + ".old", State)) ? folder + ".old" : null;
 
-    public static TrainerState Load(string folder, IEnumerable<(string Name, TorchSharp.Modules.Parameter Parameter)> trainable, TorchSharp.Modules.OptimizerHelper optimizer)
+    public static TrainerState Load(string folder, IEnumerable<(string Name, TorchSharp.Modules.Parameter Parameter)> trainable,
+        TorchSharp.Modules.OptimizerHelper optimizer, Peft.AdaLora.RankAllocator? allocator = null)
     {
         var state = JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(Path.Combine(folder, State)))
             ?? throw new BadInputException("checkpoint state is empty", Path.Combine(folder, State));
@@ -46,6 +54,12 @@ public static class TrainingCheckpoint
                 p.copy_(value);
             }
         optimizer.load_state_dict(Path.Combine(folder, Optimizer));
+        if (allocator != null && File.Exists(Path.Combine(folder, Allocator)))
+        {
+            using var saved = SafetensorsFile.Open(Path.Combine(folder, Allocator));
+            var pattern = JsonSerializer.Deserialize<Dictionary<string, bool[]>?>(File.ReadAllText(Path.Combine(folder, AllocatorPattern)));
+            allocator.ImportState(saved.ReadAll(), pattern);
+        }
         return state;
     }
 }

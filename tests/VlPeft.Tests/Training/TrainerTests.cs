@@ -126,6 +126,26 @@ public class TrainerTests
         Assert.Equal(6 * 2, peft.Allocator()!.FinalRanks().Values.Sum()); // 6 adapted matrices × target_r 2
     }
 
+    [Fact]
+    public void An_adalora_run_resumes_bit_identical_with_its_allocator_state()
+    {
+        using var dir = new TempDirectory();
+        var probe = new Trainer(new ToyModel(), null, new RegressionTask(new ToyModel()), Options, new RunDirectory(dir.File("probe")));
+        var config = new AdaLoraConfig { TargetModules = ModuleSelector.FromNames("query", "value"), InitR = 6, TargetR = 2, TotalStep = probe.StepsPerEpoch * Options.Epochs, Tinit = 1, Tfinal = 2 };
+        var (a, peftA) = Build(config: config);
+        var initial = Snapshot(a);
+        new Trainer(a, peftA, new RegressionTask(a), Options, new RunDirectory(dir.File("a"))).Run();
+
+        var (b, peftB) = Build(initial, config);
+        Assert.Throws<TrainingInterruptedException>(() => new Trainer(b, peftB, new RegressionTask(b), Options with { InterruptAfterSteps = 5 }, new RunDirectory(dir.File("b"))).Run());
+        var (c, peftC) = Build(initial, config);
+        new Trainer(c, peftC, new RegressionTask(c), Options, new RunDirectory(dir.File("b"))).Run(resume: true);
+        var final = Snapshot(a);
+        foreach (var (name, p) in c.named_parameters())
+            Assert.True(torch.equal(final[name], p).all().item<bool>(), $"{name} differs after resume");
+        Assert.Equal(peftA.Allocator()!.FinalRanks(), peftC.Allocator()!.FinalRanks());
+    }
+
     [Theory]
     [InlineData("linear_decay_lr", 0, 0, 1e-4)]
     [InlineData("linear_decay_lr", 99, 5, 1e-4 * (1 - 5.0 / 15))]    // set once per epoch

@@ -125,6 +125,26 @@ public sealed class RankAllocator
         return scores;
     }
 
+    /// <summary>The allocator's running state (EMA tensors), for checkpoints: a resumed run must continue it exactly.</summary>
+    public Dictionary<string, Tensor> ExportState()
+    {
+        var state = new Dictionary<string, Tensor>();
+        foreach (var (prefix, map) in new[] { ("ipt", sensitivity), ("ema", smoothedSensitivity), ("unc", uncertainty) })
+            foreach (var (key, value) in map) state[$"{prefix}/{key}"] = value;
+        return state;
+    }
+
+    public void ImportState(IReadOnlyDictionary<string, Tensor> state, IReadOnlyDictionary<string, bool[]>? pattern)
+    {
+        ResetImportance();
+        foreach (var (key, value) in state)
+        {
+            var map = key[..3] switch { "ipt" => sensitivity, "ema" => smoothedSensitivity, _ => uncertainty };
+            map[key[4..]] = value.DetachFromDisposeScope();
+        }
+        RankPattern = pattern;
+    }
+
     /// <summary>Zeroes Λ where S ≤ τ, τ = the (B0 − b)-th smallest score; returns the kept pattern.</summary>
     public Dictionary<string, bool[]> MaskToBudget(int budget)
     {
