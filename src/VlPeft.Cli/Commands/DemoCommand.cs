@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Spectre.Console;
 using VlPeft.Experiments;
 
 namespace VlPeft.Cli.Commands;
@@ -13,8 +14,21 @@ static class DemoCommand
         var command = new Command("demo", "Fine-tune the tiny InstructBLIP with each PEFT method on the synthetic suites and report") { output, quick, baseModel };
         command.SetAction(parse => CliApp.Guard(console, () =>
         {
-            var rows = Demo.Run(new DemoOptions { Output = parse.GetValue(output)!, Quick = parse.GetValue(quick), BaseModel = parse.GetValue(baseModel) },
-                line => console.Out.WriteLine(line));
+            var options = new DemoOptions { Output = parse.GetValue(output)!, Quick = parse.GetValue(quick), BaseModel = parse.GetValue(baseModel) };
+            // A progress bar on a terminal; plain lines in pipes, logs and tests.
+            bool terminal = ReferenceEquals(console.Out, Console.Out) && !Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive;
+            IReadOnlyList<DemoRow> rows = null!;
+            if (terminal)
+                AnsiConsole.Progress()
+                    .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
+                    .Start(ctx =>
+                    {
+                        var bar = ctx.AddTask("demo", maxValue: 1);
+                        rows = Demo.Run(options, line => { if (!line.StartsWith("    ")) bar.Description = Markup.Escape(line); },
+                            (done, total) => { bar.MaxValue = total; bar.Value = done; });
+                    });
+            else
+                rows = Demo.Run(options, line => console.Out.WriteLine(line));
             console.Out.WriteLine();
             console.Out.Write(Demo.Table(rows));
             console.Out.WriteLine($"\nreport: {Path.Combine(parse.GetValue(output)!, "report.md")}");

@@ -31,7 +31,8 @@ public sealed record DemoRow(string Task, string Method, long Trainable, double 
 /// </summary>
 public static class Demo
 {
-    public static IReadOnlyList<DemoRow> Run(DemoOptions options, Action<string> progress)
+    /// <summary>Runs the demo; <paramref name="progress"/> gets readable lines, <paramref name="advanced"/> (done, total) after each run.</summary>
+    public static IReadOnlyList<DemoRow> Run(DemoOptions options, Action<string> progress, Action<int, int>? advanced = null)
     {
         string baseModel = options.BaseModel ?? FindBaseModel();
         Directory.CreateDirectory(options.Output);
@@ -68,6 +69,7 @@ public static class Demo
                 rows.Add(new DemoRow(task, method, result.TrainableParameters, result.TrainablePercentOfBaseline, result.ValidationMetric,
                     result.TestAccuracy ?? double.NaN, result.Seconds, result.SamplesPerSecond));
                 progress($"    trainable {result.TrainableParameters:N0} ({result.TrainablePercentOfBaseline:F1}% of baseline), val {result.ValidationMetric:F1}, test {result.TestAccuracy:F1}, {result.Seconds:F0} s");
+                advanced?.Invoke(index, total);
                 LearningCurves.SavePng(Path.Combine(result.RunDirectory, "metrics.jsonl"), Path.Combine(result.RunDirectory, "learning_curves.png"), config.Name);
                 if (method == "adalora" && result.FinalRanks is { } ranks)
                 {
