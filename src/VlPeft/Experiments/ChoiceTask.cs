@@ -89,13 +89,25 @@ public sealed class CaptionTask : ITrainingTask
         // One of the references at random each time (LAVIS trains on every (image, caption) pair).
         var batch = examples.Select(i => i < train.Count
             ? (train[i].ImagePath, Instruction, train[i].References[random.Next(train[i].References.Count)])
-            : (questions[i - train.Count].ImagePath, InstructBlipPeftPrompts.VizWiz(questions[i - train.Count].Question), questions[i - train.Count].Answers[0])).ToList();
+            : (questions[i - train.Count].ImagePath, QuestionInstruction(questions[i - train.Count].Question, random), questions[i - train.Count].Answers[0])).ToList();
         var inputs = processor.TrainingBatch(batch, random);
         var output = model.call(inputs);
         return ContrastiveWeight > 0 && batch.Count > 1 ? output.Loss! + ContrastiveWeight * Contrastive(output.LanguageProjectionOutput, inputs.Labels!) : output.Loss!;
     }
 
     public double ContrastiveWeight { get; init; } = 1.0;
+
+    /// <summary>
+    /// Open questions are asked in several instruction styles (as InstructBLIP's instruction tuning mixes
+    /// templates), so the base learns to look at the image whatever the wording around the question.
+    /// </summary>
+    static string QuestionInstruction(string question, Random random) => random.Next(4) switch
+    {
+        0 => InstructBlipPeftPrompts.VizWiz(question),
+        1 => $"Question: {question} Answer:",
+        2 => "Context: { } Question: {" + question + "} Answer:",
+        _ => question,
+    };
 
     /// <summary>Symmetric InfoNCE between image features (mean projected query) and caption features (mean token embedding).</summary>
     Tensor Contrastive(Tensor projected, Tensor labels)
