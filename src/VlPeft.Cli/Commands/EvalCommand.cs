@@ -16,14 +16,24 @@ static class EvalCommand
         var adapter = new Option<string?>("--adapter") { Description = "Adapter directory (HF PEFT format); none evaluates the base model" };
         var split = new Option<string>("--split") { DefaultValueFactory = _ => "test" };
         var predictions = new Option<string?>("--predictions-out") { Description = "Write {\"results\": {id: index}} here" };
-        var command = new Command("eval", "Evaluate a model (+ adapter) by candidate ranking on a split") { config, model, data, adapter, split, predictions };
+        var generate = new Option<bool>("--generate") { Description = "Generate answers and parse them instead of ranking the candidates" };
+        var beams = new Option<int>("--beams") { DefaultValueFactory = _ => 1 };
+        var temperature = new Option<double>("--temperature") { Description = "0 = greedy/beam; above 0 samples with --top-p", DefaultValueFactory = _ => 0 };
+        var topP = new Option<double>("--top-p") { DefaultValueFactory = _ => 1.0 };
+        var command = new Command("eval", "Evaluate a model (+ adapter) on a split by candidate ranking (default) or generation")
+        {
+            config, model, data, adapter, split, predictions, generate, beams, temperature, topP,
+        };
         command.SetAction(parse => CliApp.Guard(console, () =>
         {
             var experiment = ExperimentConfig.Load(parse.GetValue(config)!);
             experiment.Data = parse.GetValue(data) ?? experiment.Data;
             experiment.Model.Path = parse.GetValue(model) ?? experiment.Model.Path;
             experiment.Model.FromScratch = false;
-            var (accuracy, categories, predicted) = ExperimentRunner.Evaluate(experiment, parse.GetValue(adapter), parse.GetValue(split)!);
+            var generation = parse.GetValue(generate)
+                ? new VlPeft.Evaluation.GenerationOptions { NumBeams = parse.GetValue(beams), Temperature = parse.GetValue(temperature), TopP = parse.GetValue(topP), MaxNewTokens = 16 }
+                : null;
+            var (accuracy, categories, predicted) = ExperimentRunner.Evaluate(experiment, parse.GetValue(adapter), parse.GetValue(split)!, generation);
             if (parse.GetValue(predictions) is string file) File.WriteAllText(file, JsonSerializer.Serialize(new { results = predicted }));
             console.Out.WriteLine($"accuracy {accuracy.ToString("F2", CultureInfo.InvariantCulture)} on {predicted.Count} questions");
             if (categories != null)

@@ -40,6 +40,17 @@ public sealed class ChoiceTask : ITrainingTask
 
     public double Validate() => Accuracy(validation, out _);
 
+    /// <summary>Accuracy in percent when answers are generated and parsed back to a choice (−1 = wrong).</summary>
+    public double GenerationAccuracy(IReadOnlyList<ChoiceRecord> records, GenerationOptions options, out Dictionary<string, int> predictions)
+    {
+        var generator = new TextGenerator(model, processor);
+        predictions = new Dictionary<string, int>();
+        foreach (var r in records)
+            predictions[r.Id] = ChoiceAnswerParser.Parse(generator.Generate(r.ImagePath, prompt(r).Instruction, options), r.Choices);
+        var predicted = predictions;
+        return records.Count == 0 ? 0 : 100.0 * records.Count(r => predicted[r.Id] == r.Answer) / records.Count;
+    }
+
     /// <summary>Ranking accuracy in percent, and the predicted index per record id.</summary>
     public double Accuracy(IReadOnlyList<ChoiceRecord> records, out Dictionary<string, int> predictions)
     {

@@ -107,7 +107,7 @@ public static class ExperimentRunner
     /// accuracy, the ScienceQA categories where applicable, and the predictions (id → choice index).
     /// </summary>
     public static (double Accuracy, IReadOnlyDictionary<string, object>? Categories, Dictionary<string, int> Predictions) Evaluate(
-        ExperimentConfig config, string? adapterDirectory, string split = "test")
+        ExperimentConfig config, string? adapterDirectory, string split = "test", Evaluation.GenerationOptions? generation = null)
     {
         var data = config.Data ?? throw new BadInputException("no data directory: give --data or set 'data:' in the experiment file");
         if (config.Task is not ("scienceqa" or "iconqa")) throw new BadInputException($"eval ranks answer candidates; task '{config.Task}' has none");
@@ -120,7 +120,8 @@ public static class ExperimentRunner
         var task = new ChoiceTask(model, processor, Array.Empty<ChoiceRecord>(), Array.Empty<ChoiceRecord>(), prompt);
         double accuracy;
         Dictionary<string, int> predictions;
-        using (torch.no_grad()) accuracy = task.Accuracy(records, out predictions);
+        using (torch.no_grad())
+            accuracy = generation is null ? task.Accuracy(records, out predictions) : task.GenerationAccuracy(records, generation, out predictions);
         return (accuracy, config.Task == "scienceqa" ? ScienceQaScorer.Score(records, predictions).Metrics : null, predictions);
     }
 

@@ -81,6 +81,11 @@ public class ExperimentTests
         var eval = CliRunner.Run("eval", "--config", dir.File("ft.yaml"), "--model", dir.File("pretrain/model"), "--data", dir.File("sqa"), "--adapter", dir.File("ft/adapter"));
         Assert.True(eval.ExitCode == 0, eval.Err);
         Assert.Contains($"accuracy {result.TestAccuracy:F2} on 12 questions", eval.Out);
+        var generated = CliRunner.Run("eval", "--config", dir.File("ft.yaml"), "--model", dir.File("pretrain/model"), "--data", dir.File("sqa"),
+            "--adapter", dir.File("ft/adapter"), "--generate", "--predictions-out", dir.File("gen.json"));
+        Assert.True(generated.ExitCode == 0, generated.Err);
+        Assert.Contains("on 12 questions", generated.Out);
+        Assert.True(File.Exists(dir.File("gen.json")));
 
         var record = VlPeft.Data.ScienceQa.ScienceQaReader.Read(dir.File("sqa"), "test").Records.First(r => r.HasImage);
         var predict = CliRunner.Run("predict", "--model", dir.File("pretrain/model"), "--adapter", dir.File("ft/adapter"), "--image", record.ImagePath!,
