@@ -38,6 +38,14 @@ static class DatasetJson
         throw Bad(id, $"field '{field}' must be an integer", path);
     }
 
+    /// <summary>The 0-based "answer" field, checked against the number of choices.</summary>
+    public static int AnswerIndex(JsonElement record, int choiceCount, string id, string path)
+    {
+        int answer = Int(record, "answer", id, path);
+        if (answer < 0 || answer >= choiceCount) throw Bad(id, $"answer {answer} is not an index into its {choiceCount} choices", path);
+        return answer;
+    }
+
     public static List<string> Strings(JsonElement record, string field, string id, string path)
     {
         if (!record.TryGetProperty(field, out var value) || value.ValueKind != JsonValueKind.Array)

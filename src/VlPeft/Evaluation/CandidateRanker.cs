@@ -41,7 +41,7 @@ public sealed class CandidateRanker
         using var _ = torch.no_grad();
         model.eval();
         int n = candidates.Count;
-        var pixels = processor.Pixels(new[] { imagePath }).to(model.parameters().First().dtype);
+        var pixels = processor.Pixels(new[] { imagePath });
         var q = processor.QFormerText(new[] { instruction });
         var (_, _, projected) = model.EncodeImage(pixels, q?.Ids, q?.Mask);
         var prompt = processor.InstructionIds(instruction, truncate: false);

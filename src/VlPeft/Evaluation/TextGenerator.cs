@@ -37,7 +37,7 @@ public sealed class TextGenerator
         using var scope = torch.NewDisposeScope();
         using var _ = torch.no_grad();
         model.eval();
-        var pixels = processor.Pixels(new[] { imagePath }).to(model.parameters().First().dtype);
+        var pixels = processor.Pixels(new[] { imagePath });
         var q = processor.QFormerText(new[] { instruction });
         var (_, _, projected) = model.EncodeImage(pixels, q?.Ids, q?.Mask);
         var prompt = torch.tensor(processor.InstructionIds(instruction).Select(i => (long)i).ToArray()).unsqueeze(0);

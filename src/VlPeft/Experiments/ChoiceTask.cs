@@ -33,9 +33,8 @@ public sealed class ChoiceTask : ITrainingTask
 
     public Tensor Loss(IReadOnlyList<int> examples, int epoch, Random random)
     {
-        var batch = examples.Select(i => train[i]).Select(r => (r.ImagePath, prompt(r).Instruction, prompt(r).Target)).ToList();
-        var inputs = processor.TrainingBatch(batch, random);
-        return model.call(inputs with { PixelValues = inputs.PixelValues.to(model.parameters().First().dtype) }).Loss!;
+        var batch = examples.Select(i => (train[i].ImagePath, Prompt: prompt(train[i]))).Select(e => (e.ImagePath, e.Prompt.Instruction, e.Prompt.Target)).ToList();
+        return model.call(processor.TrainingBatch(batch, random)).Loss!;
     }
 
     public double Validate() => Accuracy(validation, out _);

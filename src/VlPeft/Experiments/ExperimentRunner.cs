@@ -70,9 +70,11 @@ public static class ExperimentRunner
         }
         else
         {
-            var (train, val, testRecords) = ReadChoices(config, data);
-            Func<ChoiceRecord, PromptExample> prompt = config.Task == "iconqa" ? InstructBlipPeftPrompts.IconQa : InstructBlipPeftPrompts.ScienceQa;
-            var choice = new ChoiceTask(model, processor, train, val, prompt);
+            var t = config.Training;
+            var train = Limit(ReadChoiceSplit(config, data, "train"), t.MaxTrainExamples);
+            var val = Limit(ReadChoiceSplit(config, data, "val"), t.MaxEvalExamples);
+            var testRecords = Limit(ReadChoiceSplit(config, data, "test"), t.MaxEvalExamples);
+            var choice = new ChoiceTask(model, processor, train, val, PromptFor(config.Task));
             task = choice;
             test = () =>
             {
@@ -113,11 +115,8 @@ public static class ExperimentRunner
         if (config.Task is not ("scienceqa" or "iconqa")) throw new BadInputException($"eval ranks answer candidates; task '{config.Task}' has none");
         var (model, processor) = LoadModel(config, data, modelFolder: null);
         if (adapterDirectory != null) PeftFiles.Load(model, adapterDirectory);
-        var records = config.Task == "scienceqa"
-            ? ScienceQaReader.Read(data, split, config.ImageOnly, new ReadOptions { RequireImages = true }).Records
-            : IconQaReader.Read(data, split, new ReadOptions { RequireImages = true }).Records;
-        Func<ChoiceRecord, PromptExample> prompt = config.Task == "iconqa" ? InstructBlipPeftPrompts.IconQa : InstructBlipPeftPrompts.ScienceQa;
-        var task = new ChoiceTask(model, processor, Array.Empty<ChoiceRecord>(), Array.Empty<ChoiceRecord>(), prompt);
+        var records = ReadChoiceSplit(config, data, split);
+        var task = new ChoiceTask(model, processor, Array.Empty<ChoiceRecord>(), Array.Empty<ChoiceRecord>(), PromptFor(config.Task));
         double accuracy;
         Dictionary<string, int> predictions;
         using (torch.no_grad())
@@ -136,18 +135,16 @@ public static class ExperimentRunner
 
     static IReadOnlyList<T> Limit<T>(IReadOnlyList<T> items, int? max) => max is int m && items.Count > m ? items.Take(m).ToList() : items;
 
-    static (IReadOnlyList<ChoiceRecord>, IReadOnlyList<ChoiceRecord>, IReadOnlyList<ChoiceRecord>) ReadChoices(ExperimentConfig config, string data)
+    static IReadOnlyList<ChoiceRecord> ReadChoiceSplit(ExperimentConfig config, string data, string split) => config.Task switch
     {
-        var options = new ReadOptions { RequireImages = true };
-        IReadOnlyList<ChoiceRecord> Read(string split) => config.Task switch
-        {
-            "scienceqa" => ScienceQaReader.Read(data, split, config.ImageOnly, options).Records,
-            "iconqa" => IconQaReader.Read(data, split, options).Records,
-            _ => throw new BadInputException($"unknown task '{config.Task}' (scienceqa, iconqa, captions)"),
-        };
-        var t = config.Training;
-        return (Limit(Read("train"), t.MaxTrainExamples), Limit(Read("val"), t.MaxEvalExamples), Limit(Read("test"), t.MaxEvalExamples));
-    }
+        "scienceqa" => ScienceQaReader.Read(data, split, config.ImageOnly, new ReadOptions { RequireImages = true }).Records,
+        "iconqa" => IconQaReader.Read(data, split, new ReadOptions { RequireImages = true }).Records,
+        _ => throw new BadInputException($"unknown task '{config.Task}' (scienceqa, iconqa, captions)"),
+    };
+
+    /// <summary>The InstructBLIP PEFT prompt of a multiple-choice task.</summary>
+    static Func<ChoiceRecord, PromptExample> PromptFor(string task) =>
+        task == "iconqa" ? InstructBlipPeftPrompts.IconQa : InstructBlipPeftPrompts.ScienceQa;
 
     /// <param name="modelFolder">Where a model built from scratch keeps its tokenizer files (required then).</param>
     static (BlipForConditionalGeneration, BlipProcessor) LoadModel(ExperimentConfig config, string data, string? modelFolder)

@@ -30,9 +30,7 @@ public static class PngWriter
             Chunk(file, "IDAT", raw.ToArray());
         }
         Chunk(file, "IEND", Array.Empty<byte>());
-        string temp = path + ".tmp";
-        File.WriteAllBytes(temp, file.ToArray());
-        File.Move(temp, path, overwrite: true);
+        AtomicFile.WriteAllBytes(path, file.ToArray());
     }
 
     static void Chunk(Stream s, string type, byte[] data)

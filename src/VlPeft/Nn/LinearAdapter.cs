@@ -19,6 +19,12 @@ public abstract class LinearAdapter
     public string Name { get; }
     public Linear Layer { get; }
 
+    /// <summary>
+    /// Adapters stay fp32 over a bf16/fp16 base (HF autocast_adapter_dtype); fp64 bases keep fp64.
+    /// </summary>
+    protected static ScalarType AdapterDtype(Linear layer) =>
+        layer.weight.dtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
+
     /// <summary>Container kinds this adapter registered entries in (removed on detach).</summary>
     public abstract IReadOnlyList<string> ContainerKinds { get; }
 

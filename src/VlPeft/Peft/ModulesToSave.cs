@@ -21,8 +21,8 @@ sealed class ModulesToSave
         if (roots.Count == 0)
             throw new BadInputException($"modules_to_save [{string.Join(", ", names)}] names no module of the model");
         using var _ = torch.no_grad();
-        foreach (var (name, p) in model.named_parameters())
-            if (roots.Any(r => name.StartsWith(r + ".", StringComparison.Ordinal)) && !name.Contains(".lora_") && !name.Contains(".hada_"))
+        foreach (var (name, p) in TargetMatcher.OrdinaryParameters(model))
+            if (roots.Any(r => name.StartsWith(r + ".", StringComparison.Ordinal)))
                 entries.Add((name, p, p.detach().clone().DetachFromDisposeScope()));
     }
 

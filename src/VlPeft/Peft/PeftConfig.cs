@@ -27,6 +27,9 @@ public abstract record PeftConfig
     public string? Revision { get; init; }
     public bool InferenceMode { get; init; }
 
+    /// <summary>Which base biases train with the adapter: "none", "all" or "lora_only" (the LoRA family's <c>bias</c>).</summary>
+    public virtual string BiasMode => "none";
+
     /// <summary>The adapter's init seed is the caller's business (torch.manual_seed); configs carry no RNG state.</summary>
     public virtual void Validate()
     {

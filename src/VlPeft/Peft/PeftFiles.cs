@@ -28,15 +28,8 @@ public static class PeftFiles
         using (var scope = torch.NewDisposeScope())
             SafetensorsWriter.Write(Path.Combine(target, WeightsFileName), tensors, new Dictionary<string, string> { ["format"] = "pt" });
         var saved = config with { InferenceMode = true };
-        WriteAtomically(Path.Combine(target, ConfigFileName), saved.ToJsonText());
+        AtomicFile.WriteAllText(Path.Combine(target, ConfigFileName), saved.ToJsonText());
         return target;
-    }
-
-    static void WriteAtomically(string path, string text)
-    {
-        string temp = path + $".tmp-{Guid.NewGuid():N}";
-        File.WriteAllText(temp, text);
-        File.Move(temp, path, overwrite: true);
     }
 
     /// <summary>The saved key → tensor map (what <see cref="Save"/> writes).</summary>
@@ -64,7 +57,7 @@ public static class PeftFiles
             var key = SavedKey(name, adapterName);
             if (key != null) map[key] = parameter;
         }
-        string bias = config switch { LoraConfig l => l.Bias, AdaLoraConfig a => a.Bias, _ => "none" };
+        string bias = config.BiasMode;
         var adapted = model.AdaptedLayers(adapterName).ToDictionary(t => t.Adapter.Layer, t => t.Path);
         if (bias == "all")
         {

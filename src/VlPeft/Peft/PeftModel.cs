@@ -136,7 +136,7 @@ public sealed class PeftModel
             var config = configs[name];
             if (config.InferenceMode) continue;
             foreach (var (_, p, _) in AdapterParameterEntries(name).Where(t => t.Trainable)) p.requires_grad = true;
-            string bias = config switch { LoraConfig l => l.Bias, AdaLoraConfig a => a.Bias, _ => "none" };
+            string bias = config.BiasMode;
             if (bias == "all")
                 foreach (var (n, p) in OrdinaryParameters().Where(t => t.Name.EndsWith(".bias", StringComparison.Ordinal) || t.Name == "bias"))
                     p.requires_grad = true;
@@ -167,12 +167,7 @@ public sealed class PeftModel
         OrdinaryParameters().Where(p => trainedInFull.Any(prefix => p.Name == prefix || p.Name.StartsWith(prefix + ".", StringComparison.Ordinal)));
 
     /// <summary>Parameters of the model that are not adapter tensors (the base model's own).</summary>
-    public IEnumerable<(string Name, TorchSharp.Modules.Parameter Parameter)> OrdinaryParameters()
-    {
-        var containerPrefixes = Model.named_modules().Where(m => m.module is AdapterContainer).Select(m => m.name + ".").ToList();
-        return Model.named_parameters().Where(p => !containerPrefixes.Any(c => p.name.StartsWith(c, StringComparison.Ordinal)))
-            .Select(p => (p.name, p.parameter));
-    }
+    public IEnumerable<(string Name, TorchSharp.Modules.Parameter Parameter)> OrdinaryParameters() => TargetMatcher.OrdinaryParameters(Model);
 
     /// <summary>
     /// An adapter's tensors with their in-memory names (<c>path.lora_A.default.weight</c>,

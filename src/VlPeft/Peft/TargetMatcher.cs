@@ -74,8 +74,19 @@ public static class TargetMatcher
     public static IEnumerable<(string Path, nn.Module Module)> OrdinaryModules(nn.Module model)
     {
         var all = model.named_modules().ToList();
-        var containers = all.Where(m => m.module is AdapterContainer).Select(m => m.name + ".").ToList();
+        var containers = ContainerPrefixes(all);
         return all.Where(m => m.module is not AdapterContainer && !containers.Any(c => m.name.StartsWith(c, StringComparison.Ordinal)))
             .Select(m => (m.name, m.module));
     }
+
+    /// <summary>named_parameters() without adapter tensors: the base model's own parameters.</summary>
+    public static IEnumerable<(string Name, TorchSharp.Modules.Parameter Parameter)> OrdinaryParameters(nn.Module model)
+    {
+        var containers = ContainerPrefixes(model.named_modules());
+        return model.named_parameters().Where(p => !containers.Any(c => p.name.StartsWith(c, StringComparison.Ordinal)))
+            .Select(p => (p.name, p.parameter));
+    }
+
+    static List<string> ContainerPrefixes(IEnumerable<(string name, nn.Module module)> modules) =>
+        modules.Where(m => m.module is AdapterContainer).Select(m => m.name + ".").ToList();
 }

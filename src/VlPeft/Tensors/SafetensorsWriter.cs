@@ -24,23 +24,15 @@ public static class SafetensorsWriter
             throw new ArgumentException($"tensor name '{duplicate.Key}' appears twice");
 
         byte[] header = BuildHeader(items, metadata);
-        string temp = path + $".tmp-{Environment.ProcessId}-{Guid.NewGuid():N}";
-        try
+        AtomicFile.Replace(path, temp =>
         {
-            using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
-            {
-                stream.Write(BitConverter.GetBytes((ulong)header.Length));
-                stream.Write(header);
-                foreach (var (_, tensor) in items)
-                    WriteData(stream, tensor, chunkBytes);
-                stream.Flush(flushToDisk: true);
-            }
-            File.Move(temp, path, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(temp)) File.Delete(temp);
-        }
+            using var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20);
+            stream.Write(BitConverter.GetBytes((ulong)header.Length));
+            stream.Write(header);
+            foreach (var (_, tensor) in items)
+                WriteData(stream, tensor, chunkBytes);
+            stream.Flush(flushToDisk: true);
+        });
     }
 
     static byte[] BuildHeader(List<KeyValuePair<string, Tensor>> items, IReadOnlyDictionary<string, string>? metadata)

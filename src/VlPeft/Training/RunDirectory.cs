@@ -30,8 +30,7 @@ public sealed class RunDirectory
     public void SaveConfig(object config)
     {
         string file = System.IO.Path.Combine(Path, "config.json");
-        File.WriteAllText(file + ".tmp", JsonSerializer.Serialize(config, new JsonSerializerOptions { WriteIndented = true }));
-        File.Move(file + ".tmp", file, overwrite: true);
+        AtomicFile.WriteAllText(file, JsonSerializer.Serialize(config, new JsonSerializerOptions { WriteIndented = true }));
     }
 
     /// <summary>Appends one JSON line to metrics.jsonl and the numeric fields to TensorBoard.</summary>

@@ -73,9 +73,8 @@ public static class IconQaReader
         string type = DatasetJson.String(raw, "ques_type", id, file, required: false);
         if (type.Length > 0 && type != Task) throw DatasetJson.Bad(id, $"ques_type is '{type}', expected '{Task}'", file);
         var choices = DatasetJson.Strings(raw, "choices", id, file);
-        int answer = DatasetJson.Int(raw, "answer", id, file);
-        if (answer < 0 || answer >= choices.Count) throw DatasetJson.Bad(id, $"answer {answer} is not an index into its {choices.Count} choices", file);
-        if (options.RequireImages && !File.Exists(imagePath)) throw DatasetJson.Bad(id, $"image file is missing: {imagePath}", file);
+        int answer = DatasetJson.AnswerIndex(raw, choices.Count, id, file);
+        DatasetPaths.CheckImage(imagePath, options, id, file);
         return new ChoiceRecord
         {
             Id = id,

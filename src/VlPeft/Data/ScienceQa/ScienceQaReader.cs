@@ -65,8 +65,7 @@ public static class ScienceQaReader
         if (raw.ValueKind != JsonValueKind.Object) throw DatasetJson.Bad(pid, "is not an object", file);
         var choices = DatasetJson.Strings(raw, "choices", pid, file);
         if (choices.Count < 2) throw DatasetJson.Bad(pid, $"has {choices.Count} choices (at least 2 expected)", file);
-        int answer = DatasetJson.Int(raw, "answer", pid, file);
-        if (answer < 0 || answer >= choices.Count) throw DatasetJson.Bad(pid, $"answer {answer} is not an index into its {choices.Count} choices", file);
+        int answer = DatasetJson.AnswerIndex(raw, choices.Count, pid, file);
         string? image = DatasetJson.NullableString(raw, "image", pid, file);
         string split = DatasetJson.String(raw, "split", pid, file, required: false);
         if (split.Length == 0) split = requestedSplit ?? "";
@@ -74,7 +73,7 @@ public static class ScienceQaReader
         if (image != null)
         {
             imagePath = DatasetPaths.Inside(directory, Path.Combine("images", split, pid, image), pid, file);
-            if (options.RequireImages && !File.Exists(imagePath)) throw DatasetJson.Bad(pid, $"image file is missing: {imagePath}", file);
+            DatasetPaths.CheckImage(imagePath, options, pid, file);
         }
         return new ChoiceRecord
         {

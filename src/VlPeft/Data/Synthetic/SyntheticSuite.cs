@@ -152,7 +152,6 @@ public static class SyntheticSuite
 
     static void WriteJson(string path, JsonNode node)
     {
-        File.WriteAllText(path + ".tmp", node.ToJsonString(new JsonSerializerOptions { WriteIndented = false }));
-        File.Move(path + ".tmp", path, overwrite: true);
+        AtomicFile.WriteAllText(path, node.ToJsonString());
     }
 }

@@ -63,7 +63,6 @@ public static class PretrainedModel
         var tensors = model.named_parameters().ToDictionary(p => p.name, p => (Tensor)p.parameter);
         Tensors.SafetensorsWriter.Write(Path.Combine(directory, "model.safetensors"), tensors, new Dictionary<string, string> { ["format"] = "pt" });
         string config = Path.Combine(directory, "config.json");
-        File.WriteAllText(config + ".tmp", model.Config.ToJson());
-        File.Move(config + ".tmp", config, overwrite: true);
+        AtomicFile.WriteAllText(config, model.Config.ToJson());
     }
 }

@@ -19,9 +19,8 @@ public static class ForwardDump
         Tensor? Optional(string name) => file.Header.Contains(name) ? file.ReadTensor(name) : null;
         Tensor Required(string name) => Optional(name) ?? throw new BadInputException($"inputs lack '{name}'", inputsPath);
 
-        var parameterDtype = model.parameters().First().dtype;
         var inputs = new VisionLanguageInputs(
-            Required("pixel_values").to(parameterDtype),
+            Required("pixel_values"),  // the patch embedding casts to its own dtype
             Required("input_ids").to(ScalarType.Int64),
             Optional("attention_mask")?.to(ScalarType.Int64),
             Optional("qformer_input_ids")?.to(ScalarType.Int64),

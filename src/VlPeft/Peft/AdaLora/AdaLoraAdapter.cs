@@ -20,7 +20,7 @@ public sealed class AdaLoraAdapter : LinearAdapter
         InitRank = initRank;
         Scaling = scaling;
         Dropout = dropout;
-        var dtype = layer.weight.dtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
+        var dtype = AdapterDtype(layer);
         using var _ = torch.no_grad();
         // HF init: E = 0 (so ΔW = 0), A and B ~ N(0, 0.02).
         var a = torch.empty(initRank, layer.InFeatures, dtype: dtype, device: layer.weight.device).normal_(0, 0.02);

@@ -23,6 +23,7 @@ public sealed record AdaLoraConfig : PeftConfig
     public double LoraAlpha { get; init; } = 8;
     public double LoraDropout { get; init; }
     public string Bias { get; init; } = "none";
+    public override string BiasMode => Bias;
     public bool FanInFanOut { get; init; }
     /// <summary>Ignored by AdaLoRA (HF warns when it is not 8); kept for the file.</summary>
     public int R { get; init; } = 8;

@@ -18,7 +18,7 @@ public sealed class LoHaAdapter : LinearAdapter
     {
         Rank = rank;
         Scaling = alpha / rank;
-        var dtype = layer.weight.dtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
+        var dtype = AdapterDtype(layer);
         var device = layer.weight.device;
         using var _ = torch.no_grad();
         // kaiming_uniform(a=√5) on a [rows, cols] tensor is U(±1/√cols).

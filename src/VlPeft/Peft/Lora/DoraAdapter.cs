@@ -23,10 +23,11 @@ public sealed class DoraAdapter : LoraAdapter
     {
         using var _ = torch.no_grad();
         var norm = RowNorm(DeltaWeight()).to(A.weight.dtype);
-        layer.Container(MagnitudeKind).AddModule(name, new AdapterWeight(norm.detach().clone()));
+        Magnitude = new AdapterWeight(norm.detach().clone());
+        layer.Container(MagnitudeKind).AddModule(name, Magnitude);
     }
 
-    public AdapterWeight Magnitude => (AdapterWeight)Layer.Container(MagnitudeKind).Module(Name)!;
+    public AdapterWeight Magnitude { get; }
 
     public override IReadOnlyList<string> ContainerKinds => new[] { AKind, BKind, MagnitudeKind };
 

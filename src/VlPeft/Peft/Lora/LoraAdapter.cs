@@ -21,8 +21,7 @@ public class LoraAdapter : LinearAdapter
         Alpha = alpha;
         Dropout = dropout;
         Scaling = useRslora ? alpha / Math.Sqrt(rank) : alpha / rank;
-        // Adapters stay fp32 over a bf16/fp16 base (HF autocast_adapter_dtype); fp64 bases keep fp64.
-        var dtype = layer.weight.dtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
+        var dtype = AdapterDtype(layer);
         var device = layer.weight.device;
         using var _ = torch.no_grad();
         var a = torch.empty(rank, layer.InFeatures, dtype: dtype, device: device);
@@ -40,8 +39,10 @@ public class LoraAdapter : LinearAdapter
                 a.uniform_(-1 / Math.Sqrt(layer.InFeatures), 1 / Math.Sqrt(layer.InFeatures));
                 break;
         }
-        layer.Container(AKind).AddModule(name, new AdapterWeight(a));
-        layer.Container(BKind).AddModule(name, new AdapterWeight(b, loraBias ? torch.zeros(layer.OutFeatures, dtype: dtype, device: device) : null));
+        A = new AdapterWeight(a);
+        B = new AdapterWeight(b, loraBias ? torch.zeros(layer.OutFeatures, dtype: dtype, device: device) : null);
+        layer.Container(AKind).AddModule(name, A);
+        layer.Container(BKind).AddModule(name, B);
     }
 
     public int Rank { get; }
@@ -49,8 +50,9 @@ public class LoraAdapter : LinearAdapter
     public double Dropout { get; }
     public double Scaling { get; }
 
-    public AdapterWeight A => (AdapterWeight)Layer.Container(AKind).Module(Name)!;
-    public AdapterWeight B => (AdapterWeight)Layer.Container(BKind).Module(Name)!;
+    // The modules stay the same objects for the adapter's life (dtype moves replace only their parameters).
+    public AdapterWeight A { get; }
+    public AdapterWeight B { get; }
 
     public override IReadOnlyList<string> ContainerKinds => new[] { AKind, BKind };
 
@@ -70,35 +72,32 @@ public class LoraAdapter : LinearAdapter
     {
         var layer = Layer;
         var a = A.weight;
-        var b = B.weight;
         if (GetType() != typeof(LoraAdapter) || B.bias is not null || (Dropout > 0 && layer.training) || layer.FanInFanOut
             || layer.weight.requires_grad || layer.bias is { requires_grad: true }
             || x.dtype != ScalarType.Float32 || layer.weight.dtype != ScalarType.Float32 || a.dtype != ScalarType.Float32
             || !torch.is_grad_enabled())
             return null;
-        return FusedLoraLinear.apply(x, layer.weight, layer.bias!, a, b, Scaling);
+        return FusedLoraLinear.apply(x, layer.weight, layer.bias!, a, B.weight, Scaling);
     }
 
     /// <summary>output + s·B·(A·x) as one addmm (no separate activation-sized delta), when dtypes allow.</summary>
     public override Tensor AddTo(Tensor output, Tensor x, Tensor baseOutput)
     {
-        var b = B;
-        if (GetType() != typeof(LoraAdapter) || b.bias is not null || output.dtype != b.weight.dtype)
+        if (GetType() != typeof(LoraAdapter) || B.bias is not null || output.dtype != B.weight.dtype)
             return base.AddTo(output, x, baseOutput);
         using var scope = torch.NewDisposeScope();
         var h = F.linear(DropoutInput(x.to(A.weight.dtype)), A.weight);   // [..., r]
-        var flat = torch.addmm(output.reshape(-1, output.shape[^1]), h.reshape(-1, h.shape[^1]), b.weight.t(), beta: 1, alpha: (float)Scaling);
+        var flat = torch.addmm(output.reshape(-1, output.shape[^1]), h.reshape(-1, h.shape[^1]), B.weight.t(), beta: 1, alpha: (float)Scaling);
         return flat.view(output.shape).MoveToOuterDisposeScope();
     }
 
     /// <summary>s·B·A·x for an input already cast and dropped out.</summary>
     protected Tensor LoraOutput(Tensor input)
     {
-        var b = B;
         // Scaling the r-wide middle is cheaper than the out-wide result; with a B bias HF scales the sum.
-        return b.bias is null
-            ? F.linear(F.linear(input, A.weight) * Scaling, b.weight)
-            : F.linear(F.linear(input, A.weight), b.weight, b.bias) * Scaling;
+        return B.bias is null
+            ? F.linear(F.linear(input, A.weight) * Scaling, B.weight)
+            : F.linear(F.linear(input, A.weight), B.weight, B.bias) * Scaling;
     }
 
     protected Tensor DropoutInput(Tensor x) =>

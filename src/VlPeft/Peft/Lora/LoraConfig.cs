@@ -15,6 +15,7 @@ public sealed record LoraConfig : PeftConfig
     public bool FanInFanOut { get; init; }
     /// <summary>"none", "all" or "lora_only".</summary>
     public string Bias { get; init; } = "none";
+    public override string BiasMode => Bias;
     public bool UseRslora { get; init; }
     public bool UseDora { get; init; }
     /// <summary>"true" (kaiming-uniform A, zero B), "gaussian" (A ~ N(0, 1/r)), or "false" (both random; debugging).</summary>
