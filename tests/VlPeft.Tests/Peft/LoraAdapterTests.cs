@@ -56,8 +56,11 @@ public class LoraAdapterTests
         Close(expected, y.@float(), 0.05);
     }
 
-    [Fact]
-    public void Fused_path_for_a_frozen_base_matches_raw_ops_in_values_and_gradients()
+    // 2×3 rows < in + out = 10 adds the LoRA term to the output; 4×5 rows multiplies by the merged weight.
+    [Theory]
+    [InlineData(2, 3)]
+    [InlineData(4, 5)]
+    public void Fused_path_for_a_frozen_base_matches_raw_ops_in_values_and_gradients(int batch, int length)
     {
         using var layer = Layer();
         layer.weight.requires_grad = false;
@@ -66,8 +69,8 @@ public class LoraAdapterTests
         layer.Attach(lora);
         Randomize(lora);
         Assert.NotNull(lora.FusedForward(torch.zeros(1, 6)));   // the fused path is the one taken here
-        using var x = torch.randn(2, 3, 6).requires_grad_(true);
-        using var upstream = torch.randn(2, 3, 4);
+        using var x = torch.randn(batch, length, 6).requires_grad_(true);
+        using var upstream = torch.randn(batch, length, 4);
         (layer.call(x) * upstream).sum().backward();
         var (gx, ga, gb) = (x.grad!.clone(), lora.A.weight.grad!.clone(), lora.B.weight.grad!.clone());
         // The same quantities by raw autograd on detached copies.
