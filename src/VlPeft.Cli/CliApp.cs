@@ -52,6 +52,12 @@ public static class CliApp
             console.Error.WriteLine(e.File == null ? $"error: {e.Message}" : $"error: {e.Message} ({e.File})");
             return BadInput;
         }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // A path the user gave cannot be read or written (missing folder, no permission, disk full).
+            console.Error.WriteLine($"error: {e.Message}");
+            return BadInput;
+        }
         catch (Exception e)
         {
             console.Error.WriteLine($"internal error: {e.Message}");

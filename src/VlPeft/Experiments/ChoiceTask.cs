@@ -1,5 +1,6 @@
 using TorchSharp;
 using VlPeft.Data;
+using VlPeft.Data.Synthetic;
 using VlPeft.Evaluation;
 using VlPeft.Models.Multimodal;
 using VlPeft.Text;
@@ -31,10 +32,13 @@ public sealed class ChoiceTask : ITrainingTask
 
     public int TrainCount => train.Count;
 
+    /// <summary>Random crop and flip of training images (LAVIS's train processor).</summary>
+    public bool Augment { get; init; } = true;
+
     public Tensor Loss(IReadOnlyList<int> examples, int epoch, Random random)
     {
         var batch = examples.Select(i => (train[i].ImagePath, Prompt: prompt(train[i]))).Select(e => (e.ImagePath, e.Prompt.Instruction, e.Prompt.Target)).ToList();
-        return model.call(processor.TrainingBatch(batch, random)).Loss!;
+        return model.call(processor.TrainingBatch(batch, Augment ? random : null)).Loss!;
     }
 
     public double Validate() => Accuracy(validation, out _);
@@ -94,18 +98,39 @@ public sealed class CaptionTask : ITrainingTask
 
     public int TrainCount => train.Count + questions.Count;
 
+    /// <summary>Random crop and flip of training images (LAVIS's train processor).</summary>
+    public bool Augment { get; init; } = true;
+
     public Tensor Loss(IReadOnlyList<int> examples, int epoch, Random random)
     {
         // One of the references at random each time (LAVIS trains on every (image, caption) pair).
         var batch = examples.Select(i => i < train.Count
             ? (train[i].ImagePath, Instruction, train[i].References[random.Next(train[i].References.Count)])
-            : (questions[i - train.Count].ImagePath, QuestionInstruction(questions[i - train.Count].Question, random), questions[i - train.Count].Answers[0])).ToList();
-        var inputs = processor.TrainingBatch(batch, random);
+            : QuestionExample(questions[i - train.Count], random)).ToList();
+        var inputs = processor.TrainingBatch(batch, Augment ? random : null);
         var output = model.call(inputs);
         return ContrastiveWeight > 0 && batch.Count > 1 ? output.Loss! + ContrastiveWeight * Contrastive(output.LanguageProjectionOutput, inputs.Labels!) : output.Loss!;
     }
 
     public double ContrastiveWeight { get; init; } = 1.0;
+
+    /// <summary>
+    /// Half of the questions whose answer allows it are asked as multiple choice in the fine-tuning
+    /// tasks' templates (ScienceQA or IconQA, "(x) answer" targets), as InstructBLIP's instruction data
+    /// mixes open and multiple-choice VQA: a frozen LM must already know how options map to letters.
+    /// The others are asked open-ended.
+    /// </summary>
+    static (string? Image, string Instruction, string Answer) QuestionExample(OpenQuestionRecord question, Random random)
+    {
+        string answer = question.Answers[0];
+        if (random.Next(2) == 0 && OpenAnswerChoices.For(answer, random) is (var choices, var index))
+        {
+            var record = new ChoiceRecord { Id = question.Id, Question = question.Question, Choices = choices, Answer = index };
+            var prompt = random.Next(2) == 0 ? InstructBlipPeftPrompts.ScienceQa(record) : InstructBlipPeftPrompts.IconQa(record);
+            return (question.ImagePath, prompt.Instruction, prompt.Target);
+        }
+        return (question.ImagePath, QuestionInstruction(question.Question, random), answer);
+    }
 
     /// <summary>
     /// Open questions are asked in several instruction styles (as InstructBLIP's instruction tuning mixes

@@ -16,8 +16,11 @@ public sealed record DemoOptions
 
     public static readonly string[] DefaultMethods =
     {
-        "qformer-full", "qformer-lora-self", "qformer-lora-cross", "qformer-lora-ffn", "qformer-lora-all", "qformer-llm-lora", "adalora",
+        "qformer-full", "qformer-lora-self", "qformer-lora-cross", "qformer-lora-ffn", "qformer-lora-all", "qformer-llm-lora", "adalora", TextOnly,
     };
+
+    /// <summary>The text-only baseline: qformer-lora-all trained and tested with blank images.</summary>
+    public const string TextOnly = "text-only";
 }
 
 /// <summary>One row of the demo's table.</summary>
@@ -37,7 +40,7 @@ public static class Demo
         string baseModel = options.BaseModel ?? FindBaseModel();
         Directory.CreateDirectory(options.Output);
         var tasks = new[] { "scienceqa", "iconqa" };
-        var (train, val, test, epochs) = options.Quick ? (240, 60, 60, 2) : (600, 150, 150, 6);
+        var (train, val, test, epochs) = options.Quick ? (240, 60, 60, 2) : (600, 150, 150, 10);
         foreach (var task in tasks)
         {
             string data = Path.Combine(options.Output, "data", task);
@@ -57,12 +60,14 @@ public static class Demo
                 var config = new ExperimentConfig
                 {
                     Name = $"{task}-{method}", Task = task, ImageOnly = false, Data = Path.Combine(options.Output, "data", task),
+                    TextOnly = method == DemoOptions.TextOnly,
                     Model = new ExperimentConfig.ModelSection { Path = baseModel },
-                    Peft = new ExperimentConfig.PeftSection { Method = method, Rank = 4, InitR = 6, TargetR = 4 },
+                    Peft = new ExperimentConfig.PeftSection { Method = method == DemoOptions.TextOnly ? "qformer-lora-all" : method, Rank = 4, InitR = 6, TargetR = 4 },
                     Training = new ExperimentConfig.TrainingSection
                     {
                         Lr = method is "qformer-full" or "qformer-llm-lora" ? 5e-4 : 2e-3, Epochs = epochs, BatchSize = 16,
                         Patience = 3, Seed = 42, Schedule = Training.LearningRateSchedule.LinearDecayPerEpoch,
+                        Augment = false, // crops drop counted shapes and flips swap left and right: the answers would change
                     },
                 };
                 var result = ExperimentRunner.Run(config, Path.Combine(options.Output, "runs", config.Name));
@@ -106,6 +111,7 @@ public static class Demo
 
     static string Report(IReadOnlyList<DemoRow> rows, string baseModel, DemoOptions options) =>
         $"# VlPeft demo\n\nBase: `{baseModel}` (tiny InstructBLIP pretrained on synthetic captions). Data: synthetic ScienceQA-like and IconQA-like suites " +
-        $"in the official formats{(options.Quick ? " (quick mode)" : "")}. Scoring: candidate ranking by LM loss, as the Q-Former PEFT paper.\n\n" +
+        $"in the official formats{(options.Quick ? " (quick mode)" : "")}. Scoring: candidate ranking by LM loss, as the Q-Former PEFT paper. " +
+        $"`{DemoOptions.TextOnly}` is qformer-lora-all trained and tested with blank images (it should stay near chance).\n\n" +
         Table(rows) + "\nAdaLoRA rank heatmaps: `rank_heatmap_<task>.png` / `.csv`. Learning curves and TensorBoard logs: `runs/<task>-<method>/`.\n";
 }

@@ -17,6 +17,8 @@ public sealed class ExperimentConfig
     public string? Data { get; set; }
     /// <summary>ScienceQA: keep only problems with an image (ScienceQA-IMG), as the paper does.</summary>
     public bool ImageOnly { get; set; } = true;
+    /// <summary>Text-only baseline: every image is replaced by a blank one, in training and evaluation.</summary>
+    public bool TextOnly { get; set; }
     public ModelSection Model { get; set; } = new();
     public PeftSection Peft { get; set; } = new();
     public TrainingSection Training { get; set; } = new();
@@ -59,6 +61,11 @@ public sealed class ExperimentConfig
         public double? MaxGradNorm { get; set; }
         public int? Patience { get; set; } = 3;
         public int Seed { get; set; } = 42;
+        /// <summary>
+        /// LAVIS's training image augmentation (random resized crop, horizontal flip). Turn it off where
+        /// it changes the answer: counting (a crop drops shapes) and left/right questions (a flip swaps them).
+        /// </summary>
+        public bool Augment { get; set; } = true;
         public int? MaxTrainExamples { get; set; }
         public int? MaxEvalExamples { get; set; }
 

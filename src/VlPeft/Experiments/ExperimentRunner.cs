@@ -66,7 +66,7 @@ public static class ExperimentRunner
             string vqa = Path.Combine(data, "vqa_train.json");
             var questions = File.Exists(vqa) ? VlPeft.Data.Vqa.VizWizReader.Read(vqa, data) : null;
             task = new CaptionTask(model, processor, Limit(CaptionReader.Read(json, "train"), config.Training.MaxTrainExamples),
-                Limit(CaptionReader.Read(json, "val"), config.Training.MaxEvalExamples), questions);
+                Limit(CaptionReader.Read(json, "val"), config.Training.MaxEvalExamples), questions) { Augment = config.Training.Augment };
         }
         else
         {
@@ -74,7 +74,7 @@ public static class ExperimentRunner
             var train = Limit(ReadChoiceSplit(config, data, "train"), t.MaxTrainExamples);
             var val = Limit(ReadChoiceSplit(config, data, "val"), t.MaxEvalExamples);
             var testRecords = Limit(ReadChoiceSplit(config, data, "test"), t.MaxEvalExamples);
-            var choice = new ChoiceTask(model, processor, train, val, PromptFor(config.Task));
+            var choice = new ChoiceTask(model, processor, train, val, PromptFor(config.Task)) { Augment = t.Augment };
             task = choice;
             test = () =>
             {
@@ -135,12 +135,17 @@ public static class ExperimentRunner
 
     static IReadOnlyList<T> Limit<T>(IReadOnlyList<T> items, int? max) => max is int m && items.Count > m ? items.Take(m).ToList() : items;
 
-    static IReadOnlyList<ChoiceRecord> ReadChoiceSplit(ExperimentConfig config, string data, string split) => config.Task switch
+    internal static IReadOnlyList<ChoiceRecord> ReadChoiceSplit(ExperimentConfig config, string data, string split)
     {
-        "scienceqa" => ScienceQaReader.Read(data, split, config.ImageOnly, new ReadOptions { RequireImages = true }).Records,
-        "iconqa" => IconQaReader.Read(data, split, new ReadOptions { RequireImages = true }).Records,
-        _ => throw new BadInputException($"unknown task '{config.Task}' (scienceqa, iconqa, captions)"),
-    };
+        var records = config.Task switch
+        {
+            "scienceqa" => ScienceQaReader.Read(data, split, config.ImageOnly, new ReadOptions { RequireImages = true }).Records,
+            "iconqa" => IconQaReader.Read(data, split, new ReadOptions { RequireImages = true }).Records,
+            _ => throw new BadInputException($"unknown task '{config.Task}' (scienceqa, iconqa, captions)"),
+        };
+        // HasImage stays as read, so the ScienceQA categories (IMG, NO) still group the same records.
+        return config.TextOnly ? records.Select(r => r with { ImagePath = null }).ToList() : records;
+    }
 
     /// <summary>The InstructBLIP PEFT prompt of a multiple-choice task.</summary>
     static Func<ChoiceRecord, PromptExample> PromptFor(string task) =>

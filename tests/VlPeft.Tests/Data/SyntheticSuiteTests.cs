@@ -45,6 +45,34 @@ public class SyntheticSuiteTests
         Assert.InRange(summary.BlindAccuracy, 0, summary.ChanceAccuracy + 15);
     }
 
+    [Theory]
+    [InlineData("iconqa")]
+    [InlineData("scienceqa")]
+    public void Text_only_baselines_stay_near_chance_so_answers_need_the_image(string task)
+    {
+        using var dir = new TempDirectory();
+        // Enough questions per family that a leak through the answer's wording or position would show:
+        // with one fixed cycle of answer positions the position prior scored ≈ 100% on the IconQA-like suite.
+        var summary = SyntheticSuite.Generate(new SyntheticOptions { Task = task, Train = 300, Val = 30, Test = 150, Seed = 3, ImageSize = 16 }, dir.Path);
+        Assert.InRange(summary.BlindAccuracy, 0, summary.ChanceAccuracy + 10);
+    }
+
+    [Fact]
+    public void Count_options_do_not_give_the_count_away()
+    {
+        // Over many count and hint-rule questions, each set of options has every member right about
+        // equally often (1/3 ± sampling noise): the options alone carry no information.
+        var random = new Random(11);
+        var balancer = new AnswerBalancer();
+        var questions = Enumerable.Range(0, 1200).Select(i => QuestionFactory.Make(i % 2 == 0 ? "count" : "hint-rule", random, balancer)).ToList();
+        foreach (var group in questions.GroupBy(q => string.Join(",", q.Choices.Order())))
+        {
+            Assert.True(group.Count() > 300, $"options {group.Key}: {group.Count()}");
+            foreach (var option in group.First().Choices)
+                Assert.InRange(group.Count(q => q.Choices[q.Answer] == option) / (double)group.Count(), 0.25, 0.42);
+        }
+    }
+
     [Fact]
     public void Iconqa_and_caption_suites_are_read_by_their_readers()
     {

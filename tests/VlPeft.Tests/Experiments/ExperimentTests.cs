@@ -82,10 +82,10 @@ public class ExperimentTests
         Assert.True(eval.ExitCode == 0, eval.Err);
         Assert.Contains($"accuracy {result.TestAccuracy:F2} on 12 questions", eval.Out);
         var generated = CliRunner.Run("eval", "--config", dir.File("ft.yaml"), "--model", dir.File("pretrain/model"), "--data", dir.File("sqa"),
-            "--adapter", dir.File("ft/adapter"), "--generate", "--predictions-out", dir.File("gen.json"));
+            "--adapter", dir.File("ft/adapter"), "--generate", "--predictions-out", dir.File("new-folder/gen.json"));
         Assert.True(generated.ExitCode == 0, generated.Err);
         Assert.Contains("on 12 questions", generated.Out);
-        Assert.True(File.Exists(dir.File("gen.json")));
+        Assert.True(File.Exists(dir.File("new-folder/gen.json"))); // the folder is created
 
         var record = VlPeft.Data.ScienceQa.ScienceQaReader.Read(dir.File("sqa"), "test").Records.First(r => r.HasImage);
         var predict = CliRunner.Run("predict", "--model", dir.File("pretrain/model"), "--adapter", dir.File("ft/adapter"), "--image", record.ImagePath!,
@@ -97,6 +97,45 @@ public class ExperimentTests
         var missing = CliRunner.Run("predict", "--model", dir.File("pretrain/model"), "--image", dir.File("none.png"), "--question", "?");
         Assert.Equal(2, missing.ExitCode);
         Assert.Contains("image file not found", missing.Err);
+    }
+
+    [Fact]
+    public void Text_only_blanks_every_image_but_keeps_the_image_categories()
+    {
+        using var dir = new TempDirectory();
+        SyntheticSuite.Generate(new SyntheticOptions { Task = "scienceqa", Train = 20, Val = 2, Test = 2, Seed = 3, ImageSize = 16 }, dir.Path);
+        var config = new ExperimentConfig { Task = "scienceqa", ImageOnly = false };
+        var withImages = ExperimentRunner.ReadChoiceSplit(config, dir.Path, "train");
+        config.TextOnly = true;
+        var blind = ExperimentRunner.ReadChoiceSplit(config, dir.Path, "train");
+        Assert.Contains(withImages, r => r.ImagePath != null);
+        Assert.All(blind, r => Assert.Null(r.ImagePath));
+        Assert.Equal(withImages.Select(r => (r.Id, r.HasImage)), blind.Select(r => (r.Id, r.HasImage)));
+    }
+
+    [Fact]
+    public void Without_augmentation_the_training_loss_does_not_depend_on_the_random_stream()
+    {
+        using var dir = new TempDirectory();
+        SyntheticSuite.Generate(new SyntheticOptions { Task = "iconqa", Train = 4, Val = 1, Test = 1, Seed = 3 }, dir.File("iqa"));
+        var vocab = TinyVocabulary.Build(Array.Empty<string>());
+        Directory.CreateDirectory(dir.File("tok"));
+        WordPieceVocabulary.Write(dir.File("tok/vocab.txt"), vocab);
+        var tokenizer = TextTokenizer.FromDirectory(dir.File("tok"));
+        var config = VlPeft.Models.Configs.ModelPresets.Get("tiny-instructblip");
+        config = config with { QFormer = config.QFormer with { VocabSize = vocab.Count + 1 }, Text = config.Text with { VocabSize = vocab.Count } };
+        using var model = VisionLanguageModels.Create(config);
+        model.eval();
+        var processor = new BlipProcessor(tokenizer, tokenizer, new ImagePipeline(48, ImageNormalization.Clip), decoderOnly: false);
+        var records = VlPeft.Data.IconQa.IconQaReader.Read(dir.File("iqa"), "train").Records;
+        float Loss(bool augment, int seed)
+        {
+            using var _ = torch.no_grad();
+            var task = new ChoiceTask(model, processor, records, records, VlPeft.Text.InstructBlipPeftPrompts.IconQa) { Augment = augment };
+            return task.Loss(new[] { 0, 1, 2, 3 }, 0, new Random(seed)).item<float>();
+        }
+        Assert.Equal(Loss(false, 1), Loss(false, 2));
+        Assert.NotEqual(Loss(true, 1), Loss(true, 2)); // crops and flips drawn from the stream change the pixels
     }
 
     [Fact]

@@ -11,6 +11,22 @@ namespace VlPeft.Tests.Models;
 
 public class CheckpointLoadingTests
 {
+    [Theory]
+    [InlineData("instructblip-flan-t5-xl", "d_model", "hidden_size")]
+    [InlineData("instructblip-vicuna-7b", "hidden_size", "d_model")]
+    [InlineData("blip2-opt-2.7b", "ffn_dim", "d_model")]
+    public void Written_text_config_holds_only_its_family_keys_and_reads_back_equal(string preset, string present, string absent)
+    {
+        var config = ModelPresets.Get(preset);
+        var json = config.ToJson();
+        var text = JsonNode.Parse(json)!["text_config"]!.AsObject();
+        Assert.True(text.ContainsKey(present), present);
+        Assert.False(text.ContainsKey(absent), absent);
+        if (config.Text.ModelType == "t5")   // HF's T5Config would map these onto d_model, num_heads, num_layers
+            Assert.DoesNotContain(text, p => p.Key is "num_attention_heads" or "num_hidden_layers" or "intermediate_size");
+        Assert.Equal(config.Text, MultimodalConfig.Parse(json, "written").Text);
+    }
+
     /// <summary>A HF-style checkpoint directory written key by key by the test (not via the model's save).</summary>
     static void WriteCheckpoint(string dir, BlipForConditionalGeneration model, Func<string, Tensor, (string, Tensor)?>? edit = null, bool aliases = true)
     {

@@ -4,7 +4,7 @@ namespace VlPeft.Data.Synthetic;
 /// Question families that need the image (counting, colour, shape, relative position, comparison),
 /// one that needs the image and the hint together (a rule defined in the hint), and a text-only one
 /// (so ScienceQA's "no context" category is populated). The correct answer's position comes from an
-/// <see cref="AnswerBalancer"/>, so answers are balanced across choice positions.
+/// <see cref="AnswerBalancer"/>: balanced across positions within each family, and unpredictable.
 /// </summary>
 public static class QuestionFactory
 {
@@ -26,7 +26,7 @@ public static class QuestionFactory
                 "text" => TextOnly(random),
                 _ => throw new ArgumentException($"unknown family {family}"),
             };
-            if (q is not null) return Place(q, balancer.Next(q.Choices.Count), random);
+            if (q is not null) return Place(q, balancer.Next(family, q.Choices.Count, random), random);
             if (attempt > 1000) throw new InvalidOperationException($"could not draw a '{family}' question");
         }
     }
@@ -45,12 +45,11 @@ public static class QuestionFactory
     {
         bool byColor = random.Next(2) == 0;
         string attribute = byColor ? Pick(Scene.Colors, random) : Pick(Scene.Kinds, random);
-        int n = 1 + random.Next(4);
+        var (n, choices) = CountAndOptions(random);
         var scene = byColor
             ? Scene.WithCount(random, n, r => (Pick(Scene.Kinds, r), attribute), r => (Pick(Scene.Kinds, r), Pick(Scene.Colors.Where(c => c != attribute).ToList(), r)))
             : Scene.WithCount(random, n, r => (attribute, Pick(Scene.Colors, r)), r => (Pick(Scene.Kinds.Where(k => k != attribute).ToList(), r), Pick(Scene.Colors, r)));
         string noun = byColor ? $"{attribute} shapes" : $"{attribute}s";
-        var choices = CountWindow(n, random);
         return new SyntheticQuestion("count", $"How many {noun} are in the picture?", choices, 0, "", "Count each matching shape once.", $"There are {n} {noun}.",
             scene, "natural science", $"grade{1 + random.Next(4)}", "units-and-measurement");
     }
@@ -102,28 +101,29 @@ public static class QuestionFactory
     static SyntheticQuestion HintRule(Scene _, Random random)
     {
         string kind = Pick(Scene.Kinds, random), color = Pick(Scene.Colors, random);
-        int n = 1 + random.Next(4);
+        var (n, choices) = CountAndOptions(random);
         // Distractors share the colour or the kind, so the hint's exact rule is needed to count.
         var scene = Scene.WithCount(random, n, _ => (kind, color),
             r => r.Next(2) == 0 ? (Pick(Scene.Kinds.Where(k => k != kind).ToList(), r), color) : (kind, Pick(Scene.Colors.Where(c => c != color).ToList(), r)), maxOthers: 3);
         var target = new Shape(kind, color, false, 0, 0);
         string word = new[] { "blick", "wug", "dax", "fep" }[random.Next(4)];
         string hint = $"In this picture, every {target.Color} {target.Kind} is called a {word}.";
-        var choices = CountWindow(n, random);
         return new SyntheticQuestion("hint-rule", $"How many {word}s are in the picture?", choices, 0, hint, $"A {word} is defined in the text.", "",
             scene, "social science", $"grade{3 + random.Next(8)}", "culture");
     }
 
     /// <summary>
-    /// Three consecutive counts containing n, the window placed at random, so that neither the
-    /// smallest nor the middle option gives the answer away to a text-only model.
+    /// A count n from 1 to 4 and its options, three consecutive counts with n first: the window is
+    /// drawn first (1–3 or 2–4) and n uniformly inside it, so every option of a window is equally
+    /// likely to be right and the options tell a text-only model nothing. (Drawing n first and placing
+    /// a window around it leaked: options 4–6 could only mean 4, and 1 was right half the time in 1–3.)
     /// </summary>
-    static List<string> CountWindow(int n, Random random)
+    static (int N, List<string> Choices) CountAndOptions(Random random)
     {
-        int start = Math.Max(1, n - random.Next(3));
-        var values = Enumerable.Range(start, 3).ToList();
-        values.Remove(n);
-        return new[] { n }.Concat(values).Select(v => v.ToString()).ToList();
+        int start = 1 + random.Next(2);
+        int n = start + random.Next(3);
+        var options = Enumerable.Range(start, 3).Where(v => v != n).Prepend(n).Select(v => v.ToString()).ToList();
+        return (n, options);
     }
 
     /// <summary>Text-only questions (no image, no hint) for ScienceQA's NO category.</summary>
@@ -136,15 +136,20 @@ public static class QuestionFactory
     }
 }
 
-/// <summary>Cycles the correct answer's position separately for each number of choices.</summary>
+/// <summary>
+/// Balances the correct answer's position per question family and number of choices: each round of
+/// n questions uses every position once, in a fresh random order. A fixed cycle would leak: with the
+/// families interleaved in a fixed order, each family would always get the same position, and a model
+/// (or the text-only baseline) could answer from the question's wording alone.
+/// </summary>
 public sealed class AnswerBalancer
 {
-    readonly Dictionary<int, int> next = new();
+    readonly Dictionary<(string Family, int Choices), Queue<int>> rounds = new();
 
-    public int Next(int choices)
+    public int Next(string family, int choices, Random random)
     {
-        int position = next.GetValueOrDefault(choices);
-        next[choices] = position + 1;
-        return position % choices;
+        if (!rounds.TryGetValue((family, choices), out var round) || round.Count == 0)
+            rounds[(family, choices)] = round = new Queue<int>(Enumerable.Range(0, choices).OrderBy(_ => random.Next()));
+        return round.Dequeue();
     }
 }

@@ -65,8 +65,34 @@ public sealed record MultimodalConfig
             ["use_decoder_only_language_model"] = DecoderOnly,
             ["vision_config"] = JsonSerializer.SerializeToNode(Vision, HfJson.Options),
             ["qformer_config"] = JsonSerializer.SerializeToNode(QFormer, HfJson.Options),
-            ["text_config"] = JsonSerializer.SerializeToNode(Text, HfJson.Options),
+            ["text_config"] = TextConfigJson(Text),
         };
         return root.ToJsonString(HfJson.Options);
+    }
+
+    static readonly string[] CommonTextKeys = { "model_type", "vocab_size", "pad_token_id", "bos_token_id", "eos_token_id", "tie_word_embeddings" };
+
+    /// <summary>The keys each LM family's HF config has (T5Config, LlamaConfig, OPTConfig).</summary>
+    static readonly Dictionary<string, string[]> TextKeys = new()
+    {
+        ["t5"] = new[] { "d_model", "d_kv", "d_ff", "num_layers", "num_decoder_layers", "num_heads", "relative_attention_num_buckets",
+            "relative_attention_max_distance", "dropout_rate", "layer_norm_epsilon", "feed_forward_proj", "dense_act_fn", "decoder_start_token_id" },
+        ["llama"] = new[] { "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "rms_norm_eps",
+            "rope_theta", "hidden_act", "max_position_embeddings", "attention_dropout" },
+        ["opt"] = new[] { "hidden_size", "ffn_dim", "word_embed_proj_dim", "num_hidden_layers", "num_attention_heads", "do_layer_norm_before",
+            "activation_function", "enable_bias", "dropout", "attention_dropout", "max_position_embeddings" },
+    };
+
+    /// <summary>
+    /// text_config with only its family's keys. Another family's keys would not be harmless: HF's
+    /// T5Config maps hidden_size, num_attention_heads and num_hidden_layers onto d_model, num_heads and
+    /// num_layers, so LLaMA-sized defaults left in a T5 text_config would resize the model in Transformers.
+    /// </summary>
+    static JsonNode TextConfigJson(TextConfig text)
+    {
+        var node = JsonSerializer.SerializeToNode(text, HfJson.Options)!.AsObject();
+        var keep = CommonTextKeys.Concat(TextKeys.GetValueOrDefault(text.ModelType) ?? Array.Empty<string>()).ToHashSet();
+        foreach (var key in node.Select(p => p.Key).Where(k => !keep.Contains(k)).ToList()) node.Remove(key);
+        return node;
     }
 }
