@@ -1,4 +1,5 @@
 using TorchSharp;
+using VlPeft.Runtime;
 using VlPeft.Models.Language;
 using VlPeft.Models.Multimodal;
 using static TorchSharp.torch;
@@ -37,6 +38,7 @@ public sealed class CandidateRanker
     /// <summary>Scores (lower is better) and the argmin index.</summary>
     public (int Best, double[] Scores) Rank(string? imagePath, string instruction, IReadOnlyList<string> candidates)
     {
+        using var quiet = GcQuietRegion.Enter();   // implicit Scalars must outlive their native calls
         using var scope = torch.NewDisposeScope();
         using var _ = torch.no_grad();
         model.eval();

@@ -1,4 +1,5 @@
 using TorchSharp;
+using VlPeft.Runtime;
 using VlPeft.Models.Language;
 using VlPeft.Models.Multimodal;
 using static TorchSharp.torch;
@@ -34,6 +35,7 @@ public sealed class TextGenerator
     public string Generate(string? imagePath, string instruction, GenerationOptions? options = null)
     {
         options ??= new GenerationOptions();
+        using var quiet = GcQuietRegion.Enter();   // implicit Scalars must outlive their native calls
         using var scope = torch.NewDisposeScope();
         using var _ = torch.no_grad();
         model.eval();

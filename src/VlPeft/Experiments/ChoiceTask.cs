@@ -161,6 +161,7 @@ public sealed class CaptionTask : ITrainingTask
         double total = 0;
         for (int start = 0; start < validation.Count; start += 16)
         {
+            using var quiet = Runtime.GcQuietRegion.Enter();
             using var scope = torch.NewDisposeScope();
             var batch = validation.Skip(start).Take(16).Select(r => (r.ImagePath, Instruction, r.References[0])).ToList();
             total += model.call(processor.TrainingBatch(batch, null)).Loss!.item<float>() * batch.Count;

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using TorchSharp;
+using VlPeft.Runtime;
 using VlPeft.Peft;
 using static TorchSharp.torch;
 
@@ -74,6 +75,7 @@ public sealed class Trainer
                 int microIndex = epoch * MicroBatchesPerEpoch + micro;
                 torch.manual_seed(Seeds.Mix(options.Seed, microIndex, 2)); // dropout of this micro-batch
                 double value;
+                using (GcQuietRegion.Enter())
                 using (torch.NewDisposeScope())
                 {
                     var loss = task.Loss(batch, epoch, new Random(Seeds.Mix(options.Seed, microIndex, 3)));
@@ -88,11 +90,14 @@ public sealed class Trainer
                 samples += batch.Count;
                 bool stepEnd = (micro + 1) % options.GradientAccumulation == 0 || micro == MicroBatchesPerEpoch - 1;
                 if (!stepEnd) continue;
-                if (options.MaxGradNorm is double maxNorm) torch.nn.utils.clip_grad_norm_(trainable.Select(t => t.Parameter), maxNorm);
-                optimizer.step();
-                step++;
-                peft?.UpdateAndAllocate(step);   // after step, before zero_grad: the allocator reads the gradients
-                optimizer.zero_grad();
+                using (GcQuietRegion.Enter())
+                {
+                    if (options.MaxGradNorm is double maxNorm) torch.nn.utils.clip_grad_norm_(trainable.Select(t => t.Parameter), maxNorm);
+                    optimizer.step();
+                    step++;
+                    peft?.UpdateAndAllocate(step);   // after step, before zero_grad: the allocator reads the gradients
+                    optimizer.zero_grad();
+                }
                 if (step % options.LogEvery == 0 || micro == MicroBatchesPerEpoch - 1)
                 {
                     run.Log(step, new Dictionary<string, double>
