@@ -3,6 +3,7 @@ using VlPeft.Data;
 using VlPeft.Data.Synthetic;
 using VlPeft.Evaluation;
 using VlPeft.Models.Multimodal;
+using VlPeft.Runtime;
 using VlPeft.Text;
 using VlPeft.Training;
 using static TorchSharp.torch;
@@ -43,13 +44,20 @@ public sealed class ChoiceTask : ITrainingTask
 
     public double Validate() => Accuracy(validation, out _);
 
+    /// <summary>Records evaluated per GC quiet region (entering one costs a collection; the calls inside nest for free).</summary>
+    const int RecordsPerQuietRegion = 16;
+
     /// <summary>Accuracy in percent when answers are generated and parsed back to a choice (−1 = wrong).</summary>
     public double GenerationAccuracy(IReadOnlyList<ChoiceRecord> records, GenerationOptions options, out Dictionary<string, int> predictions)
     {
         var generator = new TextGenerator(model, processor);
         predictions = new Dictionary<string, int>();
-        foreach (var r in records)
-            predictions[r.Id] = ChoiceAnswerParser.Parse(generator.Generate(r.ImagePath, prompt(r).Instruction, options), r.Choices);
+        foreach (var chunk in records.Chunk(RecordsPerQuietRegion))
+        {
+            using var quiet = GcQuietRegion.Enter();
+            foreach (var r in chunk)
+                predictions[r.Id] = ChoiceAnswerParser.Parse(generator.Generate(r.ImagePath, prompt(r).Instruction, options), r.Choices);
+        }
         var predicted = predictions;
         return records.Count == 0 ? 0 : 100.0 * records.Count(r => predicted[r.Id] == r.Answer) / records.Count;
     }
@@ -59,10 +67,14 @@ public sealed class ChoiceTask : ITrainingTask
     {
         var ranker = new CandidateRanker(model, processor);
         predictions = new Dictionary<string, int>();
-        foreach (var r in records)
+        foreach (var chunk in records.Chunk(RecordsPerQuietRegion))
         {
-            var p = prompt(r);
-            predictions[r.Id] = ranker.Rank(r.ImagePath, p.Instruction, p.Candidates).Best;
+            using var quiet = GcQuietRegion.Enter();
+            foreach (var r in chunk)
+            {
+                var p = prompt(r);
+                predictions[r.Id] = ranker.Rank(r.ImagePath, p.Instruction, p.Candidates).Best;
+            }
         }
         var predicted = predictions;
         return records.Count == 0 ? 0 : 100.0 * records.Count(r => predicted[r.Id] == r.Answer) / records.Count;
@@ -161,7 +173,7 @@ public sealed class CaptionTask : ITrainingTask
         double total = 0;
         for (int start = 0; start < validation.Count; start += 16)
         {
-            using var quiet = Runtime.GcQuietRegion.Enter();
+            using var quiet = GcQuietRegion.Enter();
             using var scope = torch.NewDisposeScope();
             var batch = validation.Skip(start).Take(16).Select(r => (r.ImagePath, Instruction, r.References[0])).ToList();
             total += model.call(processor.TrainingBatch(batch, null)).Loss!.item<float>() * batch.Count;

@@ -11,11 +11,14 @@ namespace VlPeft.Runtime;
 /// seconds with a second thread allocating (see GcQuietRegionTests). Inside a region the collector
 /// waits until <see cref="Dispose"/>, where the owning thread is back in managed code. Nested regions
 /// are no-ops; a region whose budget is exceeded ends early (the runtime collects), as before.
+/// VLPEFT_GC_REGIONS=0 turns regions off.
 /// </summary>
 public readonly struct GcQuietRegion : IDisposable
 {
     /// <summary>Managed allocation allowed inside one region (all threads): a training step allocates a few MB of wrappers.</summary>
     public const long BudgetBytes = 32L << 20;
+
+    static readonly bool Enabled = Environment.GetEnvironmentVariable("VLPEFT_GC_REGIONS") != "0";
 
     readonly bool started;
 
@@ -23,7 +26,7 @@ public readonly struct GcQuietRegion : IDisposable
 
     public static GcQuietRegion Enter()
     {
-        if (GCSettings.LatencyMode == GCLatencyMode.NoGCRegion) return new GcQuietRegion(false);
+        if (!Enabled || GCSettings.LatencyMode == GCLatencyMode.NoGCRegion) return new GcQuietRegion(false);
         try
         {
             // An ephemeral collection makes room now, on this thread, at a safe point.
