@@ -13,6 +13,7 @@ public static class AtomicFile
     /// <summary>Runs <paramref name="write"/> on a temporary path, then moves it over <paramref name="path"/>.</summary>
     public static void Replace(string path, Action<string> write)
     {
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!); // an output path may name a new folder
         string temp = path + $".tmp-{Environment.ProcessId}-{Guid.NewGuid():N}";
         try
         {

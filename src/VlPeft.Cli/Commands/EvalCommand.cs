@@ -34,11 +34,7 @@ static class EvalCommand
                 ? new VlPeft.Evaluation.GenerationOptions { NumBeams = parse.GetValue(beams), Temperature = parse.GetValue(temperature), TopP = parse.GetValue(topP), MaxNewTokens = 16 }
                 : null;
             var (accuracy, categories, predicted) = ExperimentRunner.Evaluate(experiment, parse.GetValue(adapter), parse.GetValue(split)!, generation);
-            if (parse.GetValue(predictions) is string file)
-            {
-                Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(file))!);
-                AtomicFile.WriteAllText(file, JsonSerializer.Serialize(new { results = predicted }));
-            }
+            if (parse.GetValue(predictions) is string file) AtomicFile.WriteAllText(file, JsonSerializer.Serialize(new { results = predicted }));
             console.Out.WriteLine($"accuracy {accuracy.ToString("F2", CultureInfo.InvariantCulture)} on {predicted.Count} questions");
             if (categories != null)
                 TextTable.Write(console.Out, new List<string[]>

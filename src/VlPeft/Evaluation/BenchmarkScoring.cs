@@ -94,23 +94,26 @@ public static class BenchmarkScoring
         string split = r.Split ?? "val2014";
         var (questions, annotations) = r.Questions != null && r.Annotations != null ? (r.Questions, r.Annotations) : VqaReader.FilesIn(r.Data, split);
         var records = VqaReader.Read(questions, annotations);
-        var predictions = PredictionFile.ReadList(r.Predictions, "question_id", "answer");
+        var (filled, notes) = OpenAnswers(records, r, "question_id");
+        return new BenchmarkScore(VqaScorer.Score(records, filled), new[] { ("Overall", "overall") }, notes);
+    }
+
+    /// <summary>The predicted answer of every question (missing ones empty, when allowed) and notes saying how many.</summary>
+    static (Dictionary<string, string> Filled, List<string> Notes) OpenAnswers(IReadOnlyList<OpenQuestionRecord> records, ScoreRequest r, string idKey)
+    {
+        var predictions = PredictionFile.ReadList(r.Predictions, idKey, "answer");
         var missing = PredictionFile.CheckIds(predictions, records.Select(x => x.Id), r.AllowMissing, r.Predictions);
         var filled = records.ToDictionary(x => x.Id, x => predictions.GetValueOrDefault(x.Id, ""));
         var notes = new List<string> { $"scored {records.Count} questions" };
         if (missing.Count > 0) notes.Add($"{missing.Count} question(s) without a prediction scored as empty answers");
-        return new BenchmarkScore(VqaScorer.Score(records, filled), new[] { ("Overall", "overall") }, notes);
+        return (filled, notes);
     }
 
     static BenchmarkScore VizWiz(ScoreRequest r)
     {
         var records = VizWizReader.Read(r.Data);
         if (records.Any(x => x.Answers.Count == 0)) throw new BadInputException("annotations have no answers (the test split cannot be scored locally)", r.Data);
-        var predictions = PredictionFile.ReadList(r.Predictions, "image", "answer");
-        var missing = PredictionFile.CheckIds(predictions, records.Select(x => x.Id), r.AllowMissing, r.Predictions);
-        var filled = records.ToDictionary(x => x.Id, x => predictions.GetValueOrDefault(x.Id, ""));
-        var notes = new List<string> { $"scored {records.Count} questions" };
-        if (missing.Count > 0) notes.Add($"{missing.Count} question(s) without a prediction scored as empty answers");
+        var (filled, notes) = OpenAnswers(records, r, "image");
         return new BenchmarkScore(VizWizScorer.Score(records, filled), new[] { ("Overall", "overall") }, notes);
     }
 

@@ -57,12 +57,13 @@ public static class Demo
             foreach (var method in options.Methods)
             {
                 progress($"[{++index}/{total}] {task}: {method}");
+                bool textOnly = method == DemoOptions.TextOnly;
                 var config = new ExperimentConfig
                 {
                     Name = $"{task}-{method}", Task = task, ImageOnly = false, Data = Path.Combine(options.Output, "data", task),
-                    TextOnly = method == DemoOptions.TextOnly,
+                    TextOnly = textOnly,
                     Model = new ExperimentConfig.ModelSection { Path = baseModel },
-                    Peft = new ExperimentConfig.PeftSection { Method = method == DemoOptions.TextOnly ? "qformer-lora-all" : method, Rank = 4, InitR = 6, TargetR = 4 },
+                    Peft = new ExperimentConfig.PeftSection { Method = textOnly ? "qformer-lora-all" : method, Rank = 4, InitR = 6, TargetR = 4 },
                     Training = new ExperimentConfig.TrainingSection
                     {
                         Lr = method is "qformer-full" or "qformer-llm-lora" ? 5e-4 : 2e-3, Epochs = epochs, BatchSize = 16,

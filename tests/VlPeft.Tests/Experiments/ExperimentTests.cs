@@ -113,20 +113,28 @@ public class ExperimentTests
         Assert.Equal(withImages.Select(r => (r.Id, r.HasImage)), blind.Select(r => (r.Id, r.HasImage)));
     }
 
-    [Fact]
-    public void Without_augmentation_the_training_loss_does_not_depend_on_the_random_stream()
+    /// <summary>An untrained tiny InstructBLIP with the synthetic vocabulary (tokenizer files written under <paramref name="dir"/>).</summary>
+    static (BlipForConditionalGeneration Model, BlipProcessor Processor) FreshTinyModel(TempDirectory dir)
     {
-        using var dir = new TempDirectory();
-        SyntheticSuite.Generate(new SyntheticOptions { Task = "iconqa", Train = 4, Val = 1, Test = 1, Seed = 3 }, dir.File("iqa"));
         var vocab = TinyVocabulary.Build(Array.Empty<string>());
         Directory.CreateDirectory(dir.File("tok"));
         WordPieceVocabulary.Write(dir.File("tok/vocab.txt"), vocab);
         var tokenizer = TextTokenizer.FromDirectory(dir.File("tok"));
         var config = VlPeft.Models.Configs.ModelPresets.Get("tiny-instructblip");
         config = config with { QFormer = config.QFormer with { VocabSize = vocab.Count + 1 }, Text = config.Text with { VocabSize = vocab.Count } };
-        using var model = VisionLanguageModels.Create(config);
+        var model = VisionLanguageModels.Create(config);
+        return (model, new BlipProcessor(tokenizer, tokenizer, new ImagePipeline(48, ImageNormalization.Clip), decoderOnly: false));
+    }
+
+    [Fact]
+    public void Without_augmentation_the_training_loss_does_not_depend_on_the_random_stream()
+    {
+        using var dir = new TempDirectory();
+        SyntheticSuite.Generate(new SyntheticOptions { Task = "iconqa", Train = 4, Val = 1, Test = 1, Seed = 3 }, dir.File("iqa"));
+        var tiny = FreshTinyModel(dir);
+        using var model = tiny.Model;
+        var processor = tiny.Processor;
         model.eval();
-        var processor = new BlipProcessor(tokenizer, tokenizer, new ImagePipeline(48, ImageNormalization.Clip), decoderOnly: false);
         var records = VlPeft.Data.IconQa.IconQaReader.Read(dir.File("iqa"), "train").Records;
         float Loss(bool augment, int seed)
         {
@@ -143,14 +151,9 @@ public class ExperimentTests
     {
         using var dir = new TempDirectory();
         SyntheticSuite.Generate(new SyntheticOptions { Task = "scienceqa", Train = 4, Val = 2, Test = 2, Seed = 3 }, dir.File("sqa"));
-        var vocab = TinyVocabulary.Build(Array.Empty<string>());
-        Directory.CreateDirectory(dir.File("tok"));
-        WordPieceVocabulary.Write(dir.File("tok/vocab.txt"), vocab);
-        var tokenizer = TextTokenizer.FromDirectory(dir.File("tok"));
-        var config = VlPeft.Models.Configs.ModelPresets.Get("tiny-instructblip");
-        config = config with { QFormer = config.QFormer with { VocabSize = vocab.Count + 1 }, Text = config.Text with { VocabSize = vocab.Count } };
-        using var model = VisionLanguageModels.Create(config);
-        var processor = new BlipProcessor(tokenizer, tokenizer, new ImagePipeline(48, ImageNormalization.Clip), decoderOnly: false);
+        var tiny = FreshTinyModel(dir);
+        using var model = tiny.Model;
+        var processor = tiny.Processor;
         var record = VlPeft.Data.ScienceQa.ScienceQaReader.Read(dir.File("sqa"), "test").Records[0];
         var prompt = VlPeft.Text.InstructBlipPeftPrompts.ScienceQa(record);
         var (best, scores) = new CandidateRanker(model, processor).Rank(record.ImagePath, prompt.Instruction, prompt.Candidates);
