@@ -1,6 +1,6 @@
 using System.CommandLine;
 using VlPeft.Models.Loading;
-using VlPeft.Models.Multimodal;
+using VlPeft.Models;
 using VlPeft.Tensors;
 using static TorchSharp.torch;
 
@@ -15,7 +15,7 @@ static class ForwardCommand
         var output = new Option<string>("--out") { Description = "safetensors file to write the named outputs to", Required = true };
         var dtype = new Option<string>("--dtype") { Description = "Weights dtype: f32 or bf16", DefaultValueFactory = _ => "f32" };
         dtype.AcceptOnlyFromAmong("f32", "bf16");
-        var command = new Command("forward", "Run a model once (eval mode) and write vision/Q-Former/projection outputs, logits and loss for parity checks")
+        var command = new Command("forward", "Run a model once (eval mode) and write its named intermediates (InstructBLIP: vision, Q-Former, projection), logits and loss for parity checks")
         {
             model, inputs, output, dtype,
         };

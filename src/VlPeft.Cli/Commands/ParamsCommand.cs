@@ -11,9 +11,9 @@ static class ParamsCommand
 {
     public static Command Create(CliConsole console)
     {
-        var preset = new Option<string?>("--preset") { Description = $"Model preset: {string.Join(", ", ModelPresets.Names)}" };
-        var config = new Option<string?>("--config") { Description = "A HF config.json (or a directory holding one)" };
-        var peft = new Option<string>("--peft") { Description = $"PEFT preset ({string.Join(", ", PeftPresets.Names)}) or an adapter_config.json", DefaultValueFactory = _ => "qformer-full" };
+        var preset = new Option<string?>("--preset") { Description = $"Model preset (this or --config is required): {string.Join(", ", ModelPresets.Names)}" };
+        var config = new Option<string?>("--config") { Description = "A HF config.json, or a directory holding one (this or --preset is required)" };
+        var peft = new Option<string>("--peft") { Description = "PEFT preset of the model's family (e.g. qformer-lora-all), full, or an adapter_config.json / adapter directory", DefaultValueFactory = _ => "qformer-full" };
         var rank = new Option<int>("--rank") { Description = "LoRA rank for the PEFT presets (paper: 1, 2, 4, 8)", DefaultValueFactory = _ => 8 };
         var json = new Option<bool>("--json") { Description = "Print JSON" };
         var command = new Command("params", "Count total and trainable parameters of a model under a PEFT configuration, without allocating weights")
@@ -22,26 +22,18 @@ static class ParamsCommand
         };
         command.SetAction(parse => CliApp.Guard(console, () =>
         {
-            var modelConfig = (parse.GetValue(preset), parse.GetValue(config)) switch
+            string model = (parse.GetValue(preset), parse.GetValue(config)) switch
             {
-                (string p, null) => ModelPresets.Get(p),
-                (null, string c) => MultimodalConfig.Load(c),
+                (string p, null) => p,
+                (null, string c) => c,
                 _ => throw new BadInputException("give exactly one of --preset or --config"),
             };
-            var plan = ResolvePlan(parse.GetValue(peft)!, modelConfig, parse.GetValue(rank));
-            var summary = ModelParameterSummary.Compute(modelConfig, plan);
+            var summary = ModelParameterSummary.Compute(model, parse.GetValue(peft)!, parse.GetValue(rank), out string plan);
             if (parse.GetValue(json)) console.Out.WriteLine(JsonSerializer.Serialize(summary, CliJson.Options));
-            else Print(console.Out, summary, plan.Name);
+            else Print(console.Out, summary, plan);
             return CliApp.Success;
         }));
         return command;
-    }
-
-    static TrainingPlan ResolvePlan(string peft, MultimodalConfig config, int rank)
-    {
-        if (!File.Exists(peft) && !Directory.Exists(peft)) return PeftPresets.Get(peft, config, rank);
-        var peftConfig = Directory.Exists(peft) ? Peft.PeftFiles.ReadConfig(peft) : Peft.PeftConfig.Parse(File.ReadAllText(peft), peft);
-        return new TrainingPlan(Path.GetFileName(peft), peftConfig, Array.Empty<string>());
     }
 
     static void Print(TextWriter o, ModelParameterSummary s, string plan)
@@ -52,7 +44,11 @@ static class ParamsCommand
         rows.Add(new[] { "all", N(s.Total), N(s.Trainable) });
         TextTable.Write(o, rows);
         o.WriteLine();
+        var groups = new List<string[]> { new[] { "group", "total", "trainable" } };
+        groups.AddRange(s.Groups.Select(g => new[] { g.Name, N(g.Total), N(g.Trainable) }));
+        TextTable.Write(o, groups);
+        o.WriteLine();
         o.WriteLine($"plan {plan}: trainable {s.TrainablePercent.ToString("F4", CultureInfo.InvariantCulture)}% of the model, "
-            + $"{s.TrainablePercentOfBaseline.ToString("F2", CultureInfo.InvariantCulture)}% of the InstructBLIP baseline (qformer-full: {N(s.BaselineTrainable)} trainable)");
+            + $"{s.TrainablePercentOfBaseline.ToString("F2", CultureInfo.InvariantCulture)}% of the bridge baseline (everything outside the frozen towers: {N(s.BaselineTrainable)} parameters)");
     }
 }

@@ -1,42 +1,63 @@
 using TorchSharp;
-using VlPeft.Experiments;
-using VlPeft.Models.Configs;
-using VlPeft.Models.Multimodal;
+using VlPeft.Models;
 using VlPeft.Peft;
 using static TorchSharp.torch;
 
 namespace VlPeft.Analysis;
 
 /// <summary>
-/// What <c>vlpeft params</c> reports: per component total and trainable counts, and the trainable
-/// share of the whole model and of the InstructBLIP baseline (qformer-full: Q-Former + query
-/// tokens + projection). The model is built on the meta device, so no weights are allocated and
-/// the counts come from the same module tree and PEFT code that training uses.
+/// What <c>vlpeft params</c> reports: per component and per parameter group the total and trainable
+/// counts, and the trainable share of the whole model and of the bridge baseline (every parameter outside
+/// the frozen towers: for InstructBLIP the Q-Former + query tokens + projection, the paper's qformer-full).
+/// The model is built on the meta device, so no weights are allocated and the counts come from the same
+/// module tree and PEFT code that training uses.
 /// </summary>
 public sealed record ModelParameterSummary(
     IReadOnlyList<ParameterCount> Components,
+    IReadOnlyList<ParameterCount> Groups,
     long Total,
     long Trainable,
     double TrainablePercent,
     long BaselineTrainable,
     double TrainablePercentOfBaseline)
 {
-    public static ModelParameterSummary Compute(MultimodalConfig config, TrainingPlan plan, Device? device = null)
+    /// <summary>Builds a preset (or a config.json path) on the meta device and applies a plan named by a PEFT preset or adapter config.</summary>
+    public static ModelParameterSummary Compute(string modelPresetOrConfig, string peft, int rank, out string planName)
     {
-        using var model = VisionLanguageModels.Create(config, new ModelBuildOptions { Device = device ?? torch.META });
+        var options = new ModelBuildOptions { Device = torch.META };
+        using var model = File.Exists(modelPresetOrConfig) || Directory.Exists(modelPresetOrConfig)
+            ? ModelFamilies.FromConfigFile(modelPresetOrConfig, options)
+            : ModelFamilies.FromPreset(modelPresetOrConfig, options);
+        var plan = ResolvePlan(peft, model, rank);
+        planName = plan.Name;
         return Of(model, plan);
     }
 
-    /// <summary>Counts for a built model (the plan is applied to it).</summary>
-    public static ModelParameterSummary Of(nn.Module model, TrainingPlan plan)
+    /// <summary>A PEFT preset of the model's family, "full", or an adapter_config.json (file or adapter directory).</summary>
+    public static TrainingPlan ResolvePlan(string peft, VisionLanguageModel model, int rank)
     {
-        var before = ParameterReport.Of(model).Components.ToDictionary(c => c.Name);
-        long baseline = new[] { "qformer", "query_tokens", "language_projection" }.Sum(n => before.TryGetValue(n, out var c) ? c.Total : 0);
+        if (peft == TrainingPlan.Full.Name) return TrainingPlan.Full;
+        if (!File.Exists(peft) && !Directory.Exists(peft)) return ModelFamilies.Of(model).PeftPreset(peft, model, rank);
+        var config = Directory.Exists(peft) ? PeftFiles.ReadConfig(peft) : PeftConfig.Parse(File.ReadAllText(peft), peft);
+        return new TrainingPlan(Path.GetFileName(peft), config, Array.Empty<string>());
+    }
+
+    /// <summary>Counts for a built model (the plan is applied to it).</summary>
+    public static ModelParameterSummary Of(VisionLanguageModel model, TrainingPlan plan)
+    {
+        long baseline = BaselineParameters(model);
+        // Components in the order of the model's groups (HF order for InstructBLIP), then any others.
+        var order = model.ParameterGroups.SelectMany(g => g.Prefixes).Select(p => p.Split('.')[0])
+            .Concat(TargetMatcher.OrdinaryParameters(model).Select(p => p.Name.Split('.')[0])).Distinct().ToList();
         plan.Apply(model);
         var report = ParameterReport.Of(model);
         var byName = report.Components.ToDictionary(c => c.Name);
-        var components = BlipForConditionalGeneration.ComponentNames.Where(byName.ContainsKey).Select(n => byName[n]).ToList();
-        return new ModelParameterSummary(components, report.Total, report.Trainable, report.TrainablePercent,
+        var components = order.Where(byName.ContainsKey).Select(n => byName[n]).ToList();
+        return new ModelParameterSummary(components, report.Groups, report.Total, report.Trainable, report.TrainablePercent,
             baseline, baseline == 0 ? 0 : 100.0 * report.Trainable / baseline);
     }
+
+    /// <summary>Parameters outside the frozen towers, counted before any adapter is attached.</summary>
+    public static long BaselineParameters(VisionLanguageModel model) =>
+        TargetMatcher.OrdinaryParameters(model).Where(p => model.GroupOf(p.Name) is not { FrozenTower: true }).Sum(p => p.Parameter.NumberOfElements);
 }

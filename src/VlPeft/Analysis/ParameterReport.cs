@@ -1,5 +1,5 @@
 using TorchSharp;
-using VlPeft.Nn;
+using VlPeft.Models;
 using static TorchSharp.torch;
 
 namespace VlPeft.Analysis;
@@ -8,19 +8,23 @@ namespace VlPeft.Analysis;
 public sealed record ParameterCount(string Name, long Total, long Trainable);
 
 /// <summary>
-/// Exact parameter counts: per top-level component (first path segment, e.g. <c>qformer</c>) and
-/// per module (the module owning the parameter; adapter tensors count toward the layer they adapt).
+/// Exact parameter counts: per top-level component (first path segment, e.g. <c>qformer</c>), per
+/// module (the module owning the parameter; adapter tensors count toward the layer or site they adapt),
+/// and per parameter group of a vision-language model (adapter tensors count in the group they sit in).
 /// Shared tensors count once, as in named_parameters().
 /// </summary>
-public sealed record ParameterReport(IReadOnlyList<ParameterCount> Components, IReadOnlyList<ParameterCount> Modules, long Total, long Trainable)
+public sealed record ParameterReport(IReadOnlyList<ParameterCount> Components, IReadOnlyList<ParameterCount> Modules,
+    IReadOnlyList<ParameterCount> Groups, long Total, long Trainable)
 {
     public double TrainablePercent => Total == 0 ? 0 : 100.0 * Trainable / Total;
 
     public static ParameterReport Of(nn.Module model)
     {
-        var containers = model.named_modules().Where(m => m.module is AdapterContainer).Select(m => m.name).ToHashSet();
+        var containers = Peft.TargetMatcher.AdapterRoots(model.named_modules()).ToHashSet();
+        var vlm = model as VisionLanguageModel;
         var components = new Dictionary<string, (long Total, long Trainable)>();
         var modules = new Dictionary<string, (long Total, long Trainable)>();
+        var groups = new Dictionary<string, (long Total, long Trainable)>();
         long total = 0, trainable = 0;
         foreach (var (name, p) in model.named_parameters())
         {
@@ -30,10 +34,12 @@ public sealed record ParameterReport(IReadOnlyList<ParameterCount> Components, I
             trainable += t;
             Add(components, name.Split('.')[0], n, t);
             Add(modules, Owner(name, containers), n, t);
+            if (vlm != null) Add(groups, vlm.GroupOf(name)?.Name ?? "other", n, t);
         }
         return new ParameterReport(
             components.Select(kv => new ParameterCount(kv.Key, kv.Value.Total, kv.Value.Trainable)).ToList(),
             modules.Select(kv => new ParameterCount(kv.Key, kv.Value.Total, kv.Value.Trainable)).ToList(),
+            groups.Select(kv => new ParameterCount(kv.Key, kv.Value.Total, kv.Value.Trainable)).ToList(),
             total, trainable);
     }
 

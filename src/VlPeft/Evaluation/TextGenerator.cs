@@ -1,7 +1,7 @@
 using TorchSharp;
 using VlPeft.Runtime;
+using VlPeft.Models;
 using VlPeft.Models.Language;
-using VlPeft.Models.Multimodal;
 using static TorchSharp.torch;
 
 namespace VlPeft.Evaluation;
@@ -18,15 +18,15 @@ public sealed record GenerationOptions
 }
 
 /// <summary>
-/// Generates answers from an image and an instruction. Without a KV cache the prefix is recomputed
-/// each step, which is fine for the short answers of the benchmarks (and the tiny demo models).
+/// Generates answers from an image and an instruction through the model contract: the model starts a
+/// decoder (which keeps what does not change between steps) and the processor decodes the ids.
 /// </summary>
 public sealed class TextGenerator
 {
-    readonly BlipForConditionalGeneration model;
-    readonly BlipProcessor processor;
+    readonly VisionLanguageModel model;
+    readonly VisionLanguageProcessor processor;
 
-    public TextGenerator(BlipForConditionalGeneration model, BlipProcessor processor)
+    public TextGenerator(VisionLanguageModel model, VisionLanguageProcessor processor)
     {
         this.model = model;
         this.processor = processor;
@@ -39,35 +39,15 @@ public sealed class TextGenerator
         using var scope = torch.NewDisposeScope();
         using var _ = torch.no_grad();
         model.eval();
-        var pixels = processor.Pixels(new[] { imagePath });
-        var q = processor.QFormerText(new[] { instruction });
-        var (_, _, projected) = model.EncodeImage(pixels, q?.Ids, q?.Mask);
-        var prompt = torch.tensor(processor.InstructionIds(instruction).Select(i => (long)i).ToArray()).unsqueeze(0);
-        var (embeds, mask) = model.AssembleInputs(projected, prompt, null);
-        Func<List<long>, Tensor> nextLogits;
-        List<long> start;
-        if (model.LanguageModel is T5Model t5)
-        {
-            var memory = t5.Encode(embeds, mask);
-            start = new List<long> { 0 }; // decoder_start_token_id (= pad) for T5-style models
-            nextLogits = ids => t5.Decode(memory, mask, torch.tensor(ids.ToArray()).unsqueeze(0), null)[0, -1];
-        }
-        else
-        {
-            start = new List<long>();
-            nextLogits = ids =>
-            {
-                var tail = ids.Count == 0 ? embeds : torch.cat(new[] { embeds, model.LanguageModel.EmbedTokens(torch.tensor(ids.ToArray()).unsqueeze(0)) }, 1);
-                var m = torch.ones(1, tail.shape[1], dtype: ScalarType.Int64);
-                return model.LanguageModel.CausalLogits(tail, m)[0, -1];
-            };
-        }
-        int eos = processor.LmTokenizer.EosId ?? -1;
+        using var published = model.Context.Begin();
+        var decoder = model.StartDecoding(processor.PromptBatch(imagePath, instruction));
+        var start = decoder.StartIds.ToList();
+        Func<List<long>, Tensor> nextLogits = ids => decoder.NextLogits(ids);
+        int eos = processor.EosId ?? -1;
         var generated = options.NumBeams > 1 && options.Temperature <= 0
             ? Beam(start, nextLogits, eos, options)
             : Sample(start, nextLogits, eos, options);
-        var answer = generated.Skip(start.Count).TakeWhile(t => t != eos).Select(t => (int)t).ToList();
-        return processor.LmTokenizer.Decode(answer).Trim();
+        return processor.Decode(generated.Skip(start.Count).TakeWhile(t => t != eos).Select(t => (int)t).ToList());
     }
 
     static List<long> Sample(List<long> ids, Func<List<long>, Tensor> nextLogits, int eos, GenerationOptions o)

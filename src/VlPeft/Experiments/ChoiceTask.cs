@@ -2,7 +2,7 @@ using TorchSharp;
 using VlPeft.Data;
 using VlPeft.Data.Synthetic;
 using VlPeft.Evaluation;
-using VlPeft.Models.Multimodal;
+using VlPeft.Models;
 using VlPeft.Runtime;
 using VlPeft.Text;
 using VlPeft.Training;
@@ -16,12 +16,12 @@ namespace VlPeft.Experiments;
 /// </summary>
 public sealed class ChoiceTask : ITrainingTask
 {
-    readonly BlipForConditionalGeneration model;
-    readonly BlipProcessor processor;
+    readonly VisionLanguageModel model;
+    readonly VisionLanguageProcessor processor;
     readonly IReadOnlyList<ChoiceRecord> train, validation;
     readonly Func<ChoiceRecord, PromptExample> prompt;
 
-    public ChoiceTask(BlipForConditionalGeneration model, BlipProcessor processor, IReadOnlyList<ChoiceRecord> train,
+    public ChoiceTask(VisionLanguageModel model, VisionLanguageProcessor processor, IReadOnlyList<ChoiceRecord> train,
         IReadOnlyList<ChoiceRecord> validation, Func<ChoiceRecord, PromptExample> prompt)
     {
         this.model = model;
@@ -38,8 +38,8 @@ public sealed class ChoiceTask : ITrainingTask
 
     public Tensor Loss(IReadOnlyList<int> examples, int epoch, Random random)
     {
-        var batch = examples.Select(i => (train[i].ImagePath, Prompt: prompt(train[i]))).Select(e => (e.ImagePath, e.Prompt.Instruction, e.Prompt.Target)).ToList();
-        return model.call(processor.TrainingBatch(batch, Augment ? random : null)).Loss!;
+        var batch = examples.Select(i => (train[i].ImagePath, Prompt: prompt(train[i]))).Select(e => new TextExample(e.ImagePath, e.Prompt.Instruction, e.Prompt.Target)).ToList();
+        return model.Loss(processor.TrainingBatch(batch, Augment ? random : null));
     }
 
     public double Validate() => Accuracy(validation, out _);
@@ -91,14 +91,14 @@ public sealed class CaptionTask : ITrainingTask
 {
     public const string Instruction = InstructBlipPeftPrompts.Flickr30k;
 
-    readonly BlipForConditionalGeneration model;
-    readonly BlipProcessor processor;
+    readonly VisionLanguageModel model;
+    readonly VisionLanguageProcessor processor;
     readonly IReadOnlyList<CaptionRecord> train, validation;
     readonly IReadOnlyList<OpenQuestionRecord> questions;
 
     /// <param name="questions">Optional open questions on the training images (VizWiz format), asked with the
     /// InstructBLIP PEFT VizWiz instruction half of the time: instruction-style pretraining, as InstructBLIP's base.</param>
-    public CaptionTask(BlipForConditionalGeneration model, BlipProcessor processor, IReadOnlyList<CaptionRecord> train,
+    public CaptionTask(VisionLanguageModel model, VisionLanguageProcessor processor, IReadOnlyList<CaptionRecord> train,
         IReadOnlyList<CaptionRecord> validation, IReadOnlyList<OpenQuestionRecord>? questions = null)
     {
         this.model = model;
@@ -117,11 +117,11 @@ public sealed class CaptionTask : ITrainingTask
     {
         // One of the references at random each time (LAVIS trains on every (image, caption) pair).
         var batch = examples.Select(i => i < train.Count
-            ? (train[i].ImagePath, Instruction, train[i].References[random.Next(train[i].References.Count)])
+            ? new TextExample(train[i].ImagePath, Instruction, train[i].References[random.Next(train[i].References.Count)])
             : QuestionExample(questions[i - train.Count], random)).ToList();
         var inputs = processor.TrainingBatch(batch, Augment ? random : null);
         var output = model.call(inputs);
-        return ContrastiveWeight > 0 && batch.Count > 1 ? output.Loss! + ContrastiveWeight * Contrastive(output.LanguageProjectionOutput, inputs.Labels!) : output.Loss!;
+        return ContrastiveWeight > 0 && batch.Count > 1 ? output.Loss! + ContrastiveWeight * Contrastive(output.VisualTokens, inputs.Labels!) : output.Loss!;
     }
 
     public double ContrastiveWeight { get; init; } = 1.0;
@@ -132,16 +132,16 @@ public sealed class CaptionTask : ITrainingTask
     /// mixes open and multiple-choice VQA: a frozen LM must already know how options map to letters.
     /// The others are asked open-ended.
     /// </summary>
-    static (string? Image, string Instruction, string Answer) QuestionExample(OpenQuestionRecord question, Random random)
+    static TextExample QuestionExample(OpenQuestionRecord question, Random random)
     {
         string answer = question.Answers[0];
         if (random.Next(2) == 0 && OpenAnswerChoices.For(answer, random) is (var choices, var index))
         {
             var record = new ChoiceRecord { Id = question.Id, Question = question.Question, Choices = choices, Answer = index };
             var prompt = random.Next(2) == 0 ? InstructBlipPeftPrompts.ScienceQa(record) : InstructBlipPeftPrompts.IconQa(record);
-            return (question.ImagePath, prompt.Instruction, prompt.Target);
+            return new TextExample(question.ImagePath, prompt.Instruction, prompt.Target);
         }
-        return (question.ImagePath, QuestionInstruction(question.Question, random), answer);
+        return new TextExample(question.ImagePath, QuestionInstruction(question.Question, random), answer);
     }
 
     /// <summary>
@@ -156,11 +156,11 @@ public sealed class CaptionTask : ITrainingTask
         _ => question,
     };
 
-    /// <summary>Symmetric InfoNCE between image features (mean projected query) and caption features (mean token embedding).</summary>
+    /// <summary>Symmetric InfoNCE between image features (mean visual token) and caption features (mean token embedding).</summary>
     Tensor Contrastive(Tensor projected, Tensor labels)
     {
         var mask = labels.ge(0).unsqueeze(-1).to(projected.dtype);
-        var tokens = model.LanguageModel.EmbedTokens(labels.clamp_min(0)) * mask;
+        var tokens = model.EmbedTokens(labels.clamp_min(0)) * mask;
         var text = tokens.sum(1) / mask.sum(1).clamp_min(1);
         var image = projected.mean(new long[] { 1 });
         var logits = torch.nn.functional.normalize(image, dim: -1).matmul(torch.nn.functional.normalize(text, dim: -1).t()) / 0.1;
@@ -175,8 +175,8 @@ public sealed class CaptionTask : ITrainingTask
         {
             using var quiet = GcQuietRegion.Enter();
             using var scope = torch.NewDisposeScope();
-            var batch = validation.Skip(start).Take(16).Select(r => (r.ImagePath, Instruction, r.References[0])).ToList();
-            total += model.call(processor.TrainingBatch(batch, null)).Loss!.item<float>() * batch.Count;
+            var batch = validation.Skip(start).Take(16).Select(r => new TextExample(r.ImagePath, Instruction, r.References[0])).ToList();
+            total += model.Loss(processor.TrainingBatch(batch)).item<float>() * batch.Count;
         }
         return -total / validation.Count;
     }

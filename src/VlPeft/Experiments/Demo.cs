@@ -63,7 +63,7 @@ public static class Demo
                     Name = $"{task}-{method}", Task = task, ImageOnly = false, Data = Path.Combine(options.Output, "data", task),
                     TextOnly = textOnly,
                     Model = new ExperimentConfig.ModelSection { Path = baseModel },
-                    Peft = new ExperimentConfig.PeftSection { Method = textOnly ? "qformer-lora-all" : method, Rank = 4, InitR = 6, TargetR = 4 },
+                    Peft = PeftSection(textOnly ? "qformer-lora-all" : method),
                     Training = new ExperimentConfig.TrainingSection
                     {
                         Lr = method is "qformer-full" or "qformer-llm-lora" ? 5e-4 : 2e-3, Epochs = epochs, BatchSize = 16,
@@ -87,6 +87,11 @@ public static class Demo
         File.WriteAllText(Path.Combine(options.Output, "report.md"), Report(rows, baseModel, options));
         return rows;
     }
+
+    /// <summary>Rank 4 LoRA presets; AdaLoRA on qformer-lora-all's targets from rank 6 down to an average of 4.</summary>
+    static Dictionary<string, object?> PeftSection(string method) => method == "adalora"
+        ? new() { ["preset"] = "qformer-lora-all", ["peft_type"] = "ADALORA", ["init_r"] = 6, ["target_r"] = 4, ["lora_alpha"] = 8 }
+        : method == "qformer-full" ? new() { ["preset"] = method } : new() { ["preset"] = method, ["r"] = 4 };
 
     static string FindBaseModel()
     {

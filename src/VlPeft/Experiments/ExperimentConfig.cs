@@ -20,7 +20,12 @@ public sealed class ExperimentConfig
     /// <summary>Text-only baseline: every image is replaced by a blank one, in training and evaluation.</summary>
     public bool TextOnly { get; set; }
     public ModelSection Model { get; set; } = new();
-    public PeftSection Peft { get; set; } = new();
+    /// <summary>
+    /// The PEFT plan (<see cref="PeftPlan"/>): <c>preset:</c> (a PEFT preset of the model's family, or <c>full</c>)
+    /// and/or the adapter_config.json keys of any registered method (<c>peft_type</c>, <c>r</c>, <c>target_modules</c>, …)
+    /// overriding the preset's, plus <c>train_in_full:</c> module paths trained in full beside the adapter.
+    /// </summary>
+    public Dictionary<string, object?> Peft { get; set; } = new();
     public TrainingSection Training { get; set; } = new();
     public string? Output { get; set; }
 
@@ -34,18 +39,6 @@ public sealed class ExperimentConfig
         public bool FromScratch { get; set; }
         /// <summary>f32 or bf16 for the frozen base.</summary>
         public string Dtype { get; set; } = "f32";
-    }
-
-    public sealed class PeftSection
-    {
-        /// <summary>A PEFT preset (qformer-lora-all, …), "full" (train everything), or "adalora".</summary>
-        public string Method { get; set; } = "qformer-lora-all";
-        public int Rank { get; set; } = 8;
-        public int InitR { get; set; } = 12;
-        public int TargetR { get; set; } = 8;
-        public int Tinit { get; set; }
-        public int Tfinal { get; set; }
-        public int DeltaT { get; set; } = 1;
     }
 
     public sealed class TrainingSection
@@ -68,10 +61,12 @@ public sealed class ExperimentConfig
         public bool Augment { get; set; } = true;
         public int? MaxTrainExamples { get; set; }
         public int? MaxEvalExamples { get; set; }
+        /// <summary>Learning rates per parameter group of the model (vision, qformer, connector, language_model, …).</summary>
+        public Dictionary<string, double>? LrGroups { get; set; }
 
-        public TrainerOptions ToOptions() => new()
+        public TrainerOptions ToOptions(IReadOnlyDictionary<string, double>? prefixLearningRates = null) => new()
         {
-            LearningRate = Lr, MinLearningRate = MinLr, Schedule = Schedule, WarmupSteps = WarmupSteps, WeightDecay = WeightDecay,
+            LearningRate = Lr, PrefixLearningRates = prefixLearningRates, MinLearningRate = MinLr, Schedule = Schedule, WarmupSteps = WarmupSteps, WeightDecay = WeightDecay,
             Epochs = Epochs, BatchSize = BatchSize, GradientAccumulation = GradientAccumulation, MaxGradNorm = MaxGradNorm,
             Patience = Patience, Seed = Seed, LogEvery = 5,
         };
@@ -89,9 +84,21 @@ public sealed class ExperimentConfig
         }
         catch (YamlException e)
         {
-            throw new BadInputException($"experiment file is not valid (line {e.Start.Line}): {e.InnerException?.Message ?? e.Message}", path);
+            // YamlDotNet names an unknown key "Property 'x' not found on type …": say it the user's way.
+            string message = e.InnerException?.Message ?? e.Message;
+            var unknown = System.Text.RegularExpressions.Regex.Match(message, "Property '([^']+)' not found on type '[^']*?([A-Za-z]+)'");
+            if (unknown.Success)
+                message = $"unknown key '{unknown.Groups[1].Value}' in {SectionName(unknown.Groups[2].Value)}";
+            throw new BadInputException($"experiment file is not valid (line {e.Start.Line}): {message}", path);
         }
     }
+
+    static string SectionName(string type) => type switch
+    {
+        "ModelSection" => "model:",
+        "TrainingSection" => "training:",
+        _ => "the top level",
+    };
 
     public string ToYaml() => new SerializerBuilder().WithNamingConvention(UnderscoredNamingConvention.Instance).Build().Serialize(this);
 }

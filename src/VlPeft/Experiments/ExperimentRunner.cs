@@ -9,13 +9,11 @@ using VlPeft.Data.IconQa;
 using VlPeft.Data.ScienceQa;
 using VlPeft.Evaluation.Metrics;
 using VlPeft.Imaging;
+using VlPeft.Models;
 using VlPeft.Models.Configs;
 using VlPeft.Models.Loading;
-using VlPeft.Models.Multimodal;
 using VlPeft.Peft;
-using VlPeft.Peft.AdaLora;
 using VlPeft.Text;
-using VlPeft.Text.Tokenizers;
 using VlPeft.Training;
 using static TorchSharp.torch;
 
@@ -53,9 +51,8 @@ public static class ExperimentRunner
         var (model, processor) = LoadModel(config, data, Path.Combine(run.Path, "model"));
         var watch = Stopwatch.StartNew();
 
-        // The baseline for "% of baseline" is the full Q-Former + query tokens + projection, counted before adapters.
-        var before = ParameterReport.Of(model).Components.ToDictionary(c => c.Name, c => c.Total);
-        long baseline = new[] { "qformer", "query_tokens", "language_projection" }.Sum(n => before.GetValueOrDefault(n));
+        // "% of baseline": every parameter outside the frozen towers (InstructBLIP: Q-Former + queries + projection), counted before adapters.
+        long baseline = ModelParameterSummary.BaselineParameters(model);
 
         ITrainingTask task;
         Func<double?>? test = null;
@@ -86,9 +83,9 @@ public static class ExperimentRunner
             };
         }
 
-        var peft = ApplyPlan(model, config, task.TrainCount);
+        var peft = ApplyPlan(model, config, task.TrainCount, source);
         var report = ParameterReport.Of(model);
-        var trainer = new Trainer(model, peft, task, config.Training.ToOptions(), run);
+        var trainer = new Trainer(model, peft, task, config.Training.ToOptions(LrGroupPrefixes(model, config.Training.LrGroups, source)), run);
         var result = trainer.Run(resume);
         model.eval();
         double? testAccuracy;
@@ -96,8 +93,8 @@ public static class ExperimentRunner
 
         if (peft != null) PeftFiles.Save(peft, run.AdapterDirectory);
         else SaveFullModel(model, Path.Combine(run.Path, "model"), config.Model.FromScratch ? null : config.Model.Path);
-        var ranks = peft?.Allocator()?.FinalRanks();
-        var experiment = new ExperimentResult(config.Name, config.Peft.Method, report.Total, report.Trainable,
+        var ranks = peft?.Tuner().Ranks();
+        var experiment = new ExperimentResult(config.Name, PlanName(config), report.Total, report.Trainable,
             baseline == 0 ? 0 : 100.0 * report.Trainable / baseline, result.State.BestMetric ?? double.NaN, testAccuracy, categories,
             watch.Elapsed.TotalSeconds, result.SamplesPerSecond, ranks, run.Path);
         File.WriteAllText(run.ReportFile, Report(experiment, result.State));
@@ -125,10 +122,9 @@ public static class ExperimentRunner
     }
 
     /// <summary>Loads a checkpoint directory and its tokenizers for one-off use (predict, eval).</summary>
-    public static (BlipForConditionalGeneration Model, BlipProcessor Processor) LoadForInference(string modelDirectory, string? adapterDirectory)
+    public static (VisionLanguageModel Model, VisionLanguageProcessor Processor) LoadForInference(string modelDirectory, string? adapterDirectory)
     {
-        var config = new ExperimentConfig { Model = new ExperimentConfig.ModelSection { Path = modelDirectory } };
-        var (model, processor) = LoadModel(config, modelDirectory, modelFolder: null);
+        var (model, processor) = PretrainedModel.LoadWithProcessor(modelDirectory);
         if (adapterDirectory != null) PeftFiles.Load(model, adapterDirectory);
         return (model, processor);
     }
@@ -152,86 +148,85 @@ public static class ExperimentRunner
         task == "iconqa" ? InstructBlipPeftPrompts.IconQa : InstructBlipPeftPrompts.ScienceQa;
 
     /// <param name="modelFolder">Where a model built from scratch keeps its tokenizer files (required then).</param>
-    static (BlipForConditionalGeneration, BlipProcessor) LoadModel(ExperimentConfig config, string data, string? modelFolder)
+    static (VisionLanguageModel, VisionLanguageProcessor) LoadModel(ExperimentConfig config, string data, string? modelFolder)
     {
         var m = config.Model;
-        BlipForConditionalGeneration model;
-        TextTokenizer lm, qformer;
+        VisionLanguageModel model;
+        VisionLanguageProcessor processor;
         if (m.FromScratch)
         {
-            // A new tiny model with a vocabulary made from the synthetic corpus and this data.
+            // A new tiny model with a vocabulary made from the captions of this data.
             string folder = modelFolder ?? throw new InvalidOperationException("a model built from scratch needs a folder for its tokenizer");
-            Directory.CreateDirectory(Path.Combine(folder, "qformer_tokenizer"));
             var captions = Directory.GetFiles(data, "dataset_*.json").SelectMany(f => CaptionReader.Read(f, "train").SelectMany(r => r.References));
-            var vocab = TinyVocabulary.Build(captions);
-            WordPieceVocabulary.Write(Path.Combine(folder, "vocab.txt"), vocab);
-            WordPieceVocabulary.Write(Path.Combine(folder, "qformer_tokenizer", "vocab.txt"), vocab);
-            File.WriteAllText(Path.Combine(folder, "qformer_tokenizer", "added_tokens.json"), $"{{\"[DEC]\": {vocab.Count}}}");
-            File.WriteAllText(Path.Combine(folder, "qformer_tokenizer", "tokenizer_config.json"), "{\"truncation_side\": \"left\"}");
-            File.WriteAllText(Path.Combine(folder, "tokenizer_config.json"), "{\"truncation_side\": \"left\"}");
-            var preset = ModelPresets.Get(m.Preset ?? "tiny-instructblip");
-            var modelConfig = preset with
-            {
-                QFormer = preset.QFormer with { VocabSize = vocab.Count + 1 },
-                Text = preset.Text with { VocabSize = vocab.Count, EosTokenId = 3, PadTokenId = 0, DecoderStartTokenId = 0 },
-            };
+            string presetJson = ModelPresets.Json(m.Preset ?? "tiny-instructblip");
             torch.manual_seed(config.Training.Seed);
-            model = VisionLanguageModels.Create(modelConfig);
-            lm = TextTokenizer.FromDirectory(folder);
-            qformer = TextTokenizer.FromDirectory(Path.Combine(folder, "qformer_tokenizer"));
+            var vocabulary = TinyVocabulary.Build(captions);
+            (model, processor) = ModelFamilies.ForType(ModelFamilies.ModelTypeOf(presetJson, "preset")).CreateFromScratch(presetJson, vocabulary, folder);
         }
         else
         {
             string path = m.Path ?? throw new BadInputException("no model directory: give --model or set 'model: path:' in the experiment file");
             if (!Directory.Exists(path)) throw new BadInputException("model directory not found (the paper configurations need the HF checkpoint, e.g. Salesforce/instructblip-flan-t5-xl, downloaded beforehand)", path);
-            var options = new PretrainedOptions { DType = null };
-            model = PretrainedModel.Load(path, options);
+            (model, processor) = PretrainedModel.LoadWithProcessor(path);
             if (m.Preset is string expected && ModelPresets.Names.Contains(expected) && !expected.StartsWith("tiny"))
-            {
-                var want = ModelPresets.Get(expected);
-                if (want.Text.ModelType != model.Config.Text.ModelType)
-                    throw new BadInputException($"the checkpoint holds a {model.Config.Text.ModelType} LM but the experiment expects {expected}", path);
-            }
-            lm = TextTokenizer.FromDirectory(path);
-            string qPath = Path.Combine(path, "qformer_tokenizer");
-            qformer = Directory.Exists(qPath) ? TextTokenizer.FromDirectory(qPath) : lm;
+                CheckMatchesPreset(model, expected, path);
         }
         if (m.Dtype == "bf16")
-            foreach (var (name, child) in model.named_children())
-                if (name is "vision_model" or "language_model") child.to(ScalarType.BFloat16); // frozen towers; adapters stay fp32
-        var images = new ImagePipeline(model.Config.Vision.ImageSize, ImageNormalization.Clip);
-        return (model, new BlipProcessor(lm, model.Config.IsInstructBlip ? qformer : null, images, model.Config.DecoderOnly));
+            foreach (var tower in model.ParameterGroups.Where(g => g.FrozenTower).SelectMany(g => g.Prefixes))
+                model.named_modules().FirstOrDefault(x => x.name == tower).module?.to(ScalarType.BFloat16); // adapters attached later stay fp32
+        return (model, processor);
     }
 
-    /// <summary>The experiment's PEFT plan; "full" trains everything, "adalora" adapts the Q-Former sublayers with AdaLoRA.</summary>
-    static PeftModel? ApplyPlan(BlipForConditionalGeneration model, ExperimentConfig config, int trainCount)
+    /// <summary>The checkpoint must have the preset's architecture (same parameter names), e.g. not a Vicuna LM where Flan-T5 is expected.</summary>
+    static void CheckMatchesPreset(VisionLanguageModel model, string preset, string path)
     {
-        var p = config.Peft;
-        if (p.Method == "full")
+        using var expected = ModelFamilies.FromPreset(preset, new ModelBuildOptions { Device = torch.META });
+        var want = expected.named_parameters().Select(p => p.name).ToHashSet();
+        var have = model.named_parameters().Select(p => p.name).ToHashSet();
+        if (expected.ModelType != model.ModelType || !want.SetEquals(have))
+            throw new BadInputException($"the checkpoint is a {model.ModelType} model whose modules differ from the preset {preset} the experiment expects (e.g. '{want.Except(have).Concat(have.Except(want)).FirstOrDefault()}')", path);
+    }
+
+    /// <summary>
+    /// The experiment's PEFT plan (<see cref="PeftPlan"/>), attached after seeding torch with the run's seed so adapter
+    /// initialisation is reproducible. Base parameters trained in full inside a bf16 tower go back to fp32.
+    /// </summary>
+    static PeftModel? ApplyPlan(VisionLanguageModel model, ExperimentConfig config, int trainCount, string source)
+    {
+        var t = config.Training;
+        int microBatches = (trainCount + t.BatchSize - 1) / t.BatchSize;
+        int totalSteps = (microBatches + t.GradientAccumulation - 1) / t.GradientAccumulation * t.Epochs;
+        var plan = PeftPlan.Resolve(config.Peft, model, totalSteps, source);
+        if (plan.Peft is { } peftConfig)
+            plan = plan with { Peft = peftConfig with { BaseModelNameOrPath = config.Model.Path ?? config.Model.Preset, TaskType = model.PeftTaskType } };
+        torch.manual_seed(t.Seed);
+        var peft = plan.Apply(model);
+        var trained = model.named_parameters().Where(p => p.parameter.requires_grad && p.parameter.dtype == ScalarType.BFloat16).Select(p => p.name).ToList();
+        foreach (var owner in trained.Where(n => n.Contains('.')).Select(n => n[..n.LastIndexOf('.')]).Distinct())
+            model.named_modules().First(x => x.name == owner).module.to(ScalarType.Float32);
+        return peft;
+    }
+
+    static string PlanName(ExperimentConfig config) =>
+        config.Peft.GetValueOrDefault(PeftPlan.PresetKey)?.ToString() ?? config.Peft.GetValueOrDefault("peft_type")?.ToString()?.ToLowerInvariant() ?? "peft";
+
+    /// <summary>lr_groups (group name → learning rate) as parameter path prefixes, checked against the model's groups.</summary>
+    static IReadOnlyDictionary<string, double>? LrGroupPrefixes(VisionLanguageModel model, IReadOnlyDictionary<string, double>? groups, string source)
+    {
+        if (groups is null) return null;
+        var result = new Dictionary<string, double>();
+        foreach (var (name, lr) in groups)
         {
-            foreach (var (_, param) in model.named_parameters()) param.requires_grad = true;
-            return null;
+            var group = model.ParameterGroups.FirstOrDefault(g => g.Name == name)
+                ?? throw new BadInputException($"lr_groups: '{name}' is not a parameter group of {model.ModelType} ({string.Join(", ", model.ParameterGroups.Select(g => g.Name))})", source);
+            if (!(lr > 0) || double.IsInfinity(lr)) throw new BadInputException($"lr_groups: the learning rate of '{name}' must be a positive number, got {lr}", source);
+            foreach (var prefix in group.Prefixes) result[prefix] = lr;
         }
-        if (p.Method == "adalora")
-        {
-            var t = config.Training;
-            int microBatches = (trainCount + t.BatchSize - 1) / t.BatchSize;
-            int total = (microBatches + t.GradientAccumulation - 1) / t.GradientAccumulation * t.Epochs;
-            var regex = ((Peft.Lora.LoraConfig)PeftPresets.Get("qformer-lora-all", model.Config).Peft!).TargetModules!;
-            var ada = new AdaLoraConfig
-            {
-                TargetModules = regex, InitR = p.InitR, TargetR = p.TargetR, Tinit = p.Tinit, Tfinal = p.Tfinal, DeltaT = p.DeltaT,
-                TotalStep = total, LoraAlpha = 8,
-            };
-            var peft = PeftModel.Create(model, ada);
-            peft.TrainInFull(new[] { "query_tokens", "language_projection" });
-            return peft;
-        }
-        return PeftPresets.Get(p.Method, model.Config, p.Rank).Apply(model);
+        return result;
     }
 
     /// <summary>A fully trained model as a checkpoint directory, with the tokenizer files of its base (a model built from scratch has them already).</summary>
-    static void SaveFullModel(BlipForConditionalGeneration model, string folder, string? baseDirectory)
+    static void SaveFullModel(VisionLanguageModel model, string folder, string? baseDirectory)
     {
         PretrainedModel.Save(model, folder);
         if (baseDirectory is not null) PretrainedModel.CopyAuxiliaryFiles(baseDirectory, folder);

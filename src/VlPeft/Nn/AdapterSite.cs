@@ -6,9 +6,13 @@ namespace VlPeft.Nn;
 /// <summary>Where in a transformer block an adapter site sits (the places the papers put adapters).</summary>
 public enum AdapterPlacement
 {
+    /// <summary>Pre-LN blocks: on the normed attention input, <c>h + attn(site(norm(h)))</c> (LaVIN, Bottleneck Adapter).</summary>
     BeforeAttention,
+    /// <summary>Pre-LN blocks: on the normed FFN input, <c>h + ffn(site(norm(h)))</c>.</summary>
     BeforeFeedForward,
+    /// <summary>Post-LN blocks: after the attention output dense, before residual + LayerNorm (Houlsby).</summary>
     AfterAttentionOutput,
+    /// <summary>Post-LN blocks: after the FFN output dense, before residual + LayerNorm (Houlsby).</summary>
     AfterFeedForwardOutput,
 }
 
@@ -24,13 +28,16 @@ public sealed class AdapterSite : nn.Module<Tensor, Tensor>
     readonly List<(string Name, nn.Module<Tensor, Tensor> Adapter)> adapters = new();
     HashSet<string>? active;
 
-    public AdapterSite(AdapterPlacement placement) : base(placement.ToString())
+    /// <param name="width">The hidden size of the states passing through (what an adapter here maps d → d).</param>
+    public AdapterSite(AdapterPlacement placement, long width) : base(placement.ToString())
     {
         Placement = placement;
+        Width = width;
         RegisterComponents();
     }
 
     public AdapterPlacement Placement { get; }
+    public long Width { get; }
     public bool Disabled { get; set; }
     public IReadOnlyList<string> AdapterNames => adapters.Select(a => a.Name).ToList();
 

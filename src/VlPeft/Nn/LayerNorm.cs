@@ -24,5 +24,6 @@ public sealed class LayerNorm : nn.Module<Tensor, Tensor>
     public TorchSharp.Modules.Parameter weight { get => _weight; private set { _weight = value; ConditionallyRegisterParameter("weight", value); } }
     public TorchSharp.Modules.Parameter? bias { get => _bias; private set { _bias = value; ConditionallyRegisterParameter("bias", value); } }
 
-    public override Tensor forward(Tensor x) => F.layer_norm(x, shape, _weight, _bias, eps);
+    // A norm trained in full inside a bf16 frozen tower keeps fp32 weights: its input follows them.
+    public override Tensor forward(Tensor x) => F.layer_norm(x.dtype == _weight.dtype ? x : x.to(_weight.dtype), shape, _weight, _bias, eps);
 }

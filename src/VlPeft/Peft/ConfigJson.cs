@@ -7,7 +7,7 @@ namespace VlPeft.Peft;
 /// Reads an <c>adapter_config.json</c> object field by field, remembering what was consumed so the
 /// rest can be reported: HF PEFT drops unknown keys with a warning, and so do we.
 /// </summary>
-sealed class ConfigJson
+public sealed class ConfigJson
 {
     // HF PEFT fields VlPeft accepts but does not implement: silent at their HF defaults
     // (null/false/empty, or the listed value), else a warning that they are ignored.
@@ -49,6 +49,14 @@ sealed class ConfigJson
         {
             throw new BadInputException($"adapter config field '{key}' has an unexpected value {node.ToJsonString()} (expected {typeof(T).Name})", File);
         }
+    }
+
+    /// <summary>Refuses the first key nobody asked for (experiment files: a typo must not pass silently).</summary>
+    public void RejectTheRest()
+    {
+        foreach (var (key, _) in json)
+            if (!consumed.Contains(key))
+                throw new BadInputException($"unknown key '{key}' for peft_type {json["peft_type"]?.ToString() ?? "?"}", File);
     }
 
     /// <summary>Reports every key nobody asked for.</summary>

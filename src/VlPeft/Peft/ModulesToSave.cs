@@ -4,15 +4,17 @@ using static TorchSharp.torch;
 namespace VlPeft.Peft;
 
 /// <summary>
-/// modules_to_save: whole modules trained alongside the adapters. HF PEFT keeps a trainable copy
-/// beside the frozen original; VlPeft trains the module in place and keeps a snapshot of the
-/// original values, which is swapped in while adapters are disabled. Module names follow HF's
-/// rule (the path ends with the given name); saved keys are the parameters' own names.
+/// modules_to_save: whole modules trained alongside one adapter. HF PEFT keeps a trainable copy per
+/// adapter beside the frozen original and set_adapter switches between them; VlPeft trains the module in
+/// place and keeps the other values aside: the original while this adapter is inactive or adapters are
+/// disabled, this adapter's trained values while it is swapped out. Module names follow HF's rule (the
+/// path ends with the given name); saved keys are the parameters' own names.
 /// </summary>
 sealed class ModulesToSave
 {
     readonly List<(string Name, TorchSharp.Modules.Parameter Parameter, Tensor Original)> entries = new();
     readonly Dictionary<string, Tensor> trained = new();
+    bool inPlace = true;
 
     public ModulesToSave(nn.Module model, IReadOnlyList<string> names)
     {
@@ -28,24 +30,28 @@ sealed class ModulesToSave
 
     public IReadOnlyList<(string Name, TorchSharp.Modules.Parameter Parameter)> Parameters => entries.Select(e => (e.Name, e.Parameter)).ToList();
 
-    public void UseOriginal()
+    /// <summary>Puts this adapter's trained copy in place (true) or sets it aside and restores the original (false).</summary>
+    public void Select(bool active)
     {
+        if (active == inPlace) return;
         using var _ = torch.no_grad();
         foreach (var (name, p, original) in entries)
         {
-            trained[name] = p.detach().clone().DetachFromDisposeScope();
-            p.copy_(original);
-        }
-    }
-
-    public void UseTrained()
-    {
-        using var _ = torch.no_grad();
-        foreach (var (name, p, _) in entries)
-            if (trained.Remove(name, out var t))
+            if (active)
             {
+                var t = trained[name];
                 p.copy_(t);
                 t.Dispose();
+                trained.Remove(name);
             }
+            else
+            {
+                trained[name] = p.detach().clone().DetachFromDisposeScope();
+                p.copy_(original);
+            }
+        }
+        inPlace = active;
     }
+
+    public void UseOriginal() => Select(false);
 }

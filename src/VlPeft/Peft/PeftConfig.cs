@@ -1,19 +1,25 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using VlPeft.Peft.AdaLora;
-using VlPeft.Peft.LoHa;
-using VlPeft.Peft.Lora;
 
 namespace VlPeft.Peft;
 
 /// <summary>
-/// The fields every layer-wrapping HF PEFT method shares: what to target and what else to train.
-/// Subclasses add their method's fields; <see cref="ToJson"/> writes HF PEFT's adapter_config.json.
+/// The fields every HF PEFT method shares: what to target and what else to train. Subclasses add their
+/// method's fields and build its tuner; <see cref="ToJson"/> writes HF PEFT's adapter_config.json.
 /// </summary>
 public abstract record PeftConfig
 {
     /// <summary>"LORA", "ADALORA", "LOHA": upper case as HF PEFT writes it.</summary>
     public abstract string PeftType { get; }
+
+    /// <summary>The tuner that attaches this config as the adapter <paramref name="adapterName"/>.</summary>
+    public abstract PeftTuner CreateTuner(string adapterName);
+
+    /// <summary>The config completed for a run of <paramref name="totalSteps"/> optimizer steps (AdaLoRA's total_step).</summary>
+    public virtual PeftConfig ForTraining(int totalSteps) => this;
+
+    /// <summary>Why this config cannot join adapters already attached with <paramref name="existing"/>, or null.</summary>
+    public virtual string? ConflictWith(IEnumerable<PeftConfig> existing) => null;
 
     public ModuleSelector? TargetModules { get; init; }
     public ModuleSelector? ExcludeModules { get; init; }
@@ -36,6 +42,8 @@ public abstract record PeftConfig
         if (TargetModules is null) throw new BadInputException("target_modules must be given (VlPeft has no per-model default table)");
         if (LayersPattern != null && LayersToTransform == null)
             throw new BadInputException("layers_pattern requires layers_to_transform");
+        if (LayersToTransform is { Count: > 0 } && TargetModules.Regex != null && !TargetModules.IsAllLinear)
+            throw new BadInputException("layers_to_transform cannot be used when target_modules is a regex string (HF PEFT): list the module names instead");
     }
 
     /// <summary>The config as HF PEFT writes it (keys sorted on output).</summary>
@@ -54,7 +62,7 @@ public abstract record PeftConfig
     };
 
     /// <summary>Reads the shared fields into a record created by a subclass reader.</summary>
-    private protected static T WithCommon<T>(T config, ConfigJson json) where T : PeftConfig => config with
+    protected static T WithCommon<T>(T config, ConfigJson json) where T : PeftConfig => config with
     {
         TargetModules = ModuleSelector.FromJson(json.Node("target_modules"), "target_modules"),
         ExcludeModules = ModuleSelector.FromJson(json.Node("exclude_modules"), "exclude_modules"),
@@ -95,16 +103,7 @@ public abstract record PeftConfig
         {
             throw new BadInputException($"adapter config is not valid JSON: {e.Message}", file);
         }
-        var json = new ConfigJson(obj, file);
-        string peftType = json.Get<string?>("peft_type", null) ?? throw new BadInputException("adapter config has no 'peft_type'", file);
-        PeftConfig config = peftType.ToUpperInvariant() switch
-        {
-            "LORA" => LoraConfig.Read(json),
-            "ADALORA" => AdaLoraConfig.Read(json),
-            "LOHA" => LoHaConfig.Read(json),
-            _ => throw new BadInputException($"peft_type '{peftType}' is not supported (LORA, ADALORA, LOHA are)", file),
-        };
-        json.WarnAboutTheRest();
+        var config = FromJson(obj, file, strict: false);
         try
         {
             config.Validate();
@@ -113,6 +112,20 @@ public abstract record PeftConfig
         {
             throw new BadInputException(e.Message, file);
         }
+        return config;
+    }
+
+    /// <summary>
+    /// Reads a config object through the registered method of its peft_type, without validating it.
+    /// Unknown keys are warnings (HF PEFT's behaviour for adapter files) or, when <paramref name="strict"/>, errors.
+    /// </summary>
+    public static PeftConfig FromJson(JsonObject obj, string file, bool strict)
+    {
+        var json = new ConfigJson(obj, file);
+        string peftType = json.Get<string?>("peft_type", null) ?? throw new BadInputException("adapter config has no 'peft_type'", file);
+        var config = PeftMethods.Read(peftType, json);
+        if (strict) json.RejectTheRest();
+        else json.WarnAboutTheRest();
         return config;
     }
 

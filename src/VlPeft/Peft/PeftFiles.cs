@@ -1,6 +1,4 @@
 using TorchSharp;
-using VlPeft.Peft.AdaLora;
-using VlPeft.Peft.Lora;
 using VlPeft.Tensors;
 using static TorchSharp.torch;
 
@@ -10,13 +8,14 @@ namespace VlPeft.Peft;
 /// HF PEFT's adapter files: <c>adapter_config.json</c> (sorted keys, indent 2, inference_mode
 /// true) and <c>adapter_model.safetensors</c> (metadata format=pt) with keys
 /// <c>base_model.model.&lt;path&gt;.lora_A.weight</c> — the in-memory name without the adapter
-/// name. AdaLoRA tensors are sliced by rank_pattern on save; ranknum is never saved.
+/// name (site adapters: <c>base_model.model.&lt;site path&gt;.&lt;param&gt;</c>). Each method's tuner may
+/// rename or transform its tensors (AdaLoRA slices by rank_pattern); buffers (ranknum) are never saved.
 /// </summary>
 public static class PeftFiles
 {
     public const string ConfigFileName = "adapter_config.json";
     public const string WeightsFileName = "adapter_model.safetensors";
-    const string Prefix = "base_model.model.";
+    public const string Prefix = "base_model.model.";
 
     /// <summary>Writes an adapter into <paramref name="directory"/> (a non-default name goes into a subfolder, as HF does).</summary>
     public static string Save(PeftModel model, string directory, string adapterName = "default")
@@ -35,29 +34,18 @@ public static class PeftFiles
     /// <summary>The saved key → tensor map (what <see cref="Save"/> writes).</summary>
     public static Dictionary<string, Tensor> SavedTensors(PeftModel model, string adapterName = "default")
     {
-        var config = model.EffectiveConfig(adapterName);
-        var result = new Dictionary<string, Tensor>();
-        var pattern = (config as AdaLoraConfig)?.RankPattern;
-        foreach (var (key, parameter) in KeyMap(model, adapterName))
-        {
-            Tensor value = parameter.detach();
-            if (pattern != null) value = SliceByRankPattern(key, value, pattern, ((AdaLoraConfig)config).InitR);
-            result[key] = value;
-        }
-        return result;
+        var tuner = model.Tuner(adapterName);
+        return KeyMap(model, adapterName).ToDictionary(kv => kv.Key, kv => tuner.SavedValue(kv.Key, kv.Value.detach()));
     }
 
     /// <summary>Saved key → live parameter, for one adapter (adapter tensors, biases per config, modules_to_save).</summary>
     public static Dictionary<string, TorchSharp.Modules.Parameter> KeyMap(PeftModel model, string adapterName)
     {
-        var config = model.Configs[adapterName];
+        var tuner = model.Tuner(adapterName);
         var map = new Dictionary<string, TorchSharp.Modules.Parameter>();
-        foreach (var (name, parameter, _) in model.AdapterParameterEntries(adapterName))
-        {
-            var key = SavedKey(name, adapterName);
-            if (key != null) map[key] = parameter;
-        }
-        string bias = config.BiasMode;
+        foreach (var (name, parameter, trainable) in model.AdapterParameterEntries(adapterName))
+            if (trainable) map[Prefix + tuner.SavedKey(WithoutAdapterName(name, adapterName))] = parameter;
+        string bias = tuner.Config.BiasMode;
         var adapted = model.AdaptedLayers(adapterName).ToDictionary(t => t.Adapter.Layer, t => t.Path);
         if (bias == "all")
         {
@@ -76,37 +64,17 @@ public static class PeftFiles
         return map;
     }
 
-    /// <summary>In-memory adapter name → saved key (null for ranknum, which HF never saves).</summary>
-    internal static string? SavedKey(string inMemory, string adapterName)
+    /// <summary>
+    /// An in-memory adapter tensor name without its adapter name: <c>…lora_E.default</c> → <c>…lora_E</c>,
+    /// <c>…lora_A.default.weight</c> → <c>…lora_A.weight</c>, <c>site.default.down.weight</c> → <c>site.down.weight</c>.
+    /// </summary>
+    internal static string WithoutAdapterName(string inMemory, string adapterName)
     {
-        if (inMemory.Contains($".{AdaLoraAdapter.RankNumKind}.")) return null;
-        string suffix = "." + adapterName;
-        string key = inMemory.EndsWith(suffix, StringComparison.Ordinal)
-            ? inMemory[..^suffix.Length]                             // parameter entry: …lora_E.default → …lora_E
-            : RemoveSecondToLast(inMemory, adapterName);             // module entry: …lora_A.default.weight → …lora_A.weight
-        if (key.EndsWith($".{DoraAdapter.MagnitudeKind}.weight", StringComparison.Ordinal))
-            key = key[..^".weight".Length];                           // DoRA saves the magnitude without .weight
-        return Prefix + key;
-    }
-
-    static string RemoveSecondToLast(string name, string adapterName)
-    {
-        var parts = name.Split('.');
-        if (parts.Length < 2 || parts[^2] != adapterName)
-            throw new InvalidOperationException($"adapter tensor '{name}' does not carry the adapter name '{adapterName}'");
-        return string.Join('.', parts[..^2].Append(parts[^1]));
-    }
-
-    static Tensor SliceByRankPattern(string key, Tensor value, IReadOnlyDictionary<string, bool[]> pattern, int initR)
-    {
-        bool isA = key.EndsWith(".lora_A"), isE = key.EndsWith(".lora_E"), isB = key.EndsWith(".lora_B");
-        if (!isA && !isE && !isB) return value;
-        string module = key[Prefix.Length..key.LastIndexOf('.')];
-        if (!pattern.TryGetValue(module + ".lora_E", out var keep)) return value;
-        long currentRank = isB ? value.shape[1] : value.shape[0];
-        if (currentRank != initR) return value; // already stored at its pruned size
-        var index = torch.tensor(Enumerable.Range(0, keep.Length).Where(i => keep[i]).Select(i => (long)i).ToArray());
-        return value.index_select(isB ? 1 : 0, index);
+        var parts = inMemory.Split('.').ToList();
+        int index = parts.LastIndexOf(adapterName);
+        if (index < 0) throw new InvalidOperationException($"adapter tensor '{inMemory}' does not carry the adapter name '{adapterName}'");
+        parts.RemoveAt(index);
+        return string.Join('.', parts);
     }
 
     /// <summary>

@@ -1,23 +1,21 @@
 using TorchSharp;
+using VlPeft.Models;
 using VlPeft.Nn;
-using VlPeft.Peft.AdaLora;
-using VlPeft.Peft.LoHa;
-using VlPeft.Peft.Lora;
 using static TorchSharp.torch;
 
 namespace VlPeft.Peft;
 
 /// <summary>
-/// Named adapters attached to a model (HF PEFT's PeftModel + tuner in one): attach by config,
-/// choose the active adapters, freeze everything else, merge/unmerge/unload, and the AdaLoRA
-/// allocator and penalty. The model itself is untouched apart from the attached adapters, so
-/// parameter paths stay the HF names (see <see cref="PeftFiles"/> for the saved names).
+/// Named adapters attached to a model (HF PEFT's PeftModel + the shared injection logic of its tuners):
+/// attach by config, choose the active adapters, freeze everything else, merge/unmerge/unload. What is
+/// particular to a method lives in its <see cref="PeftTuner"/>, whose hooks this class calls. Targets are
+/// linear layers (delta adapters) or adapter sites (module adapters). The model itself is untouched apart
+/// from the attached adapters, so parameter paths stay the HF names (see <see cref="PeftFiles"/>).
 /// </summary>
 public sealed class PeftModel
 {
-    readonly Dictionary<string, PeftConfig> configs = new();
-    readonly Dictionary<string, List<(string Path, LinearAdapter Adapter)>> attached = new();
-    readonly Dictionary<string, RankAllocator> allocators = new();
+    readonly Dictionary<string, PeftTuner> tuners = new();
+    readonly Dictionary<string, List<AttachedTarget>> attached = new();
     readonly Dictionary<string, ModulesToSave> fullyTrained = new();
     readonly List<string> trainedInFull = new();
     List<string> active = new();
@@ -25,7 +23,8 @@ public sealed class PeftModel
     PeftModel(nn.Module model) => Model = model;
 
     public nn.Module Model { get; }
-    public IReadOnlyDictionary<string, PeftConfig> Configs => configs;
+    /// <summary>The adapters' configs, with what training has learned (AdaLoRA's rank_pattern), as HF's peft_config.</summary>
+    public IReadOnlyDictionary<string, PeftConfig> Configs => tuners.ToDictionary(t => t.Key, t => t.Value.EffectiveConfig);
     public IReadOnlyList<string> ActiveAdapters => active;
     public bool AdaptersDisabled { get; private set; }
 
@@ -41,77 +40,102 @@ public sealed class PeftModel
     /// <summary>Attaches another named adapter; like HF, it is neither active nor trainable until <see cref="SetAdapter"/>.</summary>
     public void AddAdapter(string name, PeftConfig config)
     {
-        if (configs.ContainsKey(name)) throw new InvalidOperationException($"adapter '{name}' already exists");
+        if (tuners.ContainsKey(name)) throw new InvalidOperationException($"adapter '{name}' is already attached");
         config.Validate();
-        if (config is AdaLoraConfig && !config.InferenceMode && configs.Values.Any(c => c is AdaLoraConfig { InferenceMode: false }))
-            throw new InvalidOperationException("AdaLoRA allows only one trainable adapter (HF PEFT); load others with inference mode");
-        if (configs.Values.Any(c => c.PeftType != config.PeftType))
-            throw new InvalidOperationException($"this model already carries {configs.Values.First().PeftType} adapters; mixing methods is not supported");
+        if (config.ConflictWith(tuners.Values.Select(t => t.Config)) is string conflict) throw new InvalidOperationException(conflict);
+        if (tuners.Values.FirstOrDefault(t => t.Config.PeftType != config.PeftType) is { } other)
+            throw new InvalidOperationException($"this model already carries {other.Config.PeftType} adapters; mixing methods is not supported");
 
-        var targets = TargetMatcher.FindTargets(Model, config);
-        var list = new List<(string, LinearAdapter)>();
-        foreach (var (path, layer) in targets)
-        {
-            var adapter = CreateAdapter(config, name, path, layer);
-            layer.Attach(adapter);
-            layer.SetActiveAdapters(active);
-            list.Add((path, adapter));
-        }
-        configs[name] = config;
+        var tuner = config.CreateTuner(name);
+        var list = tuner.TargetKind == TargetKind.Linear ? AttachToLayers(tuner) : AttachToSites(tuner);
+        tuners[name] = tuner;
         attached[name] = list;
-        if (config is AdaLoraConfig ada)
-        {
-            var modules = list.Select(t => (t.Item1, (AdaLoraAdapter)t.Item2)).ToList();
-            if (ada.RankPattern != null)
-                foreach (var (path, adapter) in modules)
-                    if (ada.RankPattern.TryGetValue($"{path}.lora_E", out var keep)) adapter.ResizeTo(keep);
-            allocators[name] = new RankAllocator(ada, modules);
-        }
+        tuner.OnAttached(list);
         if (config.ModulesToSave is { Count: > 0 } save)
             fullyTrained[name] = new ModulesToSave(Model, save);
         UpdateTrainable();
     }
 
-    static LinearAdapter CreateAdapter(PeftConfig config, string name, string path, Linear layer)
+    List<AttachedTarget> AttachToLayers(PeftTuner tuner)
     {
-        switch (config)
+        var list = new List<AttachedTarget>();
+        foreach (var (path, layer) in TargetMatcher.FindTargets(Model, tuner.Config))
         {
-            case LoraConfig lora:
-                var (rank, alpha) = lora.ForModule(path);
-                return lora.UseDora
-                    ? new DoraAdapter(name, layer, rank, alpha, lora.LoraDropout, lora.UseRslora, lora.InitLoraWeights, lora.LoraBias)
-                    : new LoraAdapter(name, layer, rank, alpha, lora.LoraDropout, lora.UseRslora, lora.InitLoraWeights, lora.LoraBias);
-            case AdaLoraConfig ada:
-                return new AdaLoraAdapter(name, layer, ada.InitR, ada.Scaling, ada.LoraDropout);
-            case LoHaConfig loha:
-                var (r, a) = loha.ForModule(path);
-                return new LoHaAdapter(name, layer, r, a, loha.InitWeights);
-            default:
-                throw new NotSupportedException($"no layer adapter for {config.PeftType}");
+            var adapter = tuner.CreateLinearAdapter(path, layer);
+            BindContext(adapter, path);
+            layer.Attach(adapter);
+            layer.SetActiveAdapters(active);
+            list.Add(new AttachedTarget(path, adapter, null, null));
         }
+        return list;
     }
 
-    /// <summary>The layers an adapter is attached to, with their paths.</summary>
+    List<AttachedTarget> AttachToSites(PeftTuner tuner)
+    {
+        var list = new List<AttachedTarget>();
+        foreach (var (path, site) in TargetMatcher.FindSites(Model, tuner.Config))
+        {
+            var adapter = tuner.CreateSiteAdapter(path, site, site.Width);
+            BindContext(adapter, path);
+            site.Attach(tuner.AdapterName, adapter);
+            site.SetActive(active);
+            list.Add(new AttachedTarget(path, null, site, adapter));
+        }
+        return list;
+    }
+
+    /// <summary>Hands adapters that read a per-forward tensor the model's context, if the model publishes it.</summary>
+    void BindContext(object adapter, string path)
+    {
+        if (adapter is not IForwardContextConsumer consumer) return;
+        var published = (Model as VisionLanguageModel)?.PublishedContext ?? Array.Empty<string>();
+        foreach (var need in consumer.ContextNeeds)
+            if (!published.Contains(need))
+                throw new BadInputException($"the adapter at '{path}' needs '{need}' from the model's forward, which this model does not publish");
+        consumer.Bind(((VisionLanguageModel)Model).Context);
+    }
+
+    /// <summary>The linear layers an adapter is attached to, with their paths (empty for site adapters).</summary>
     public IReadOnlyList<(string Path, LinearAdapter Adapter)> AdaptedLayers(string name = "default") =>
+        Targets(name).Where(t => t.LinearAdapter != null).Select(t => (t.Path, t.LinearAdapter!)).ToList();
+
+    /// <summary>Every target of an adapter (layers or sites).</summary>
+    public IReadOnlyList<AttachedTarget> Targets(string name = "default") =>
         attached.TryGetValue(name, out var list) ? list : throw new KeyNotFoundException($"no adapter named '{name}'");
+
+    /// <summary>The tuner of an attached adapter (its method-specific state and hooks).</summary>
+    public PeftTuner Tuner(string name = "default") =>
+        tuners.TryGetValue(name, out var tuner) ? tuner : throw new KeyNotFoundException($"no adapter named '{name}'");
 
     /// <summary>Makes exactly these adapters active and (unless inference-mode) trainable.</summary>
     public void SetAdapter(params string[] names)
     {
         foreach (var n in names)
-            if (!configs.ContainsKey(n)) throw new KeyNotFoundException($"no adapter named '{n}'");
+            if (!tuners.ContainsKey(n)) throw new KeyNotFoundException($"no adapter named '{n}'");
         active = names.ToList();
         foreach (var layer in AllLayers()) layer.SetActiveAdapters(active);
+        foreach (var site in AllSites()) site.SetActive(active);
+        SelectModulesToSave();
         UpdateTrainable();
     }
 
-    IEnumerable<Linear> AllLayers() => attached.Values.SelectMany(l => l).Select(t => t.Adapter.Layer).Distinct();
+    /// <summary>Inactive adapters' trained copies go aside before active ones come in (two may share a module).</summary>
+    void SelectModulesToSave()
+    {
+        foreach (var (name, save) in fullyTrained.Where(f => !active.Contains(f.Key))) save.Select(false);
+        if (!AdaptersDisabled)
+            foreach (var (name, save) in fullyTrained.Where(f => active.Contains(f.Key))) save.Select(true);
+    }
+
+    IEnumerable<Linear> AllLayers() => attached.Values.SelectMany(l => l).Where(t => t.LinearAdapter != null).Select(t => t.LinearAdapter!.Layer).Distinct();
+    IEnumerable<AdapterSite> AllSites() => attached.Values.SelectMany(l => l).Where(t => t.Site != null).Select(t => t.Site!).Distinct();
 
     /// <summary>HF disable_adapter_layers / enable_adapter_layers (merged adapters are unmerged on the next forward).</summary>
     public void DisableAdapters()
     {
         if (AdaptersDisabled) return;
         foreach (var layer in AllLayers()) layer.EnableAdapters(false);
+        foreach (var site in AllSites()) site.Disabled = true;
         foreach (var save in fullyTrained.Values) save.UseOriginal();
         AdaptersDisabled = true;
     }
@@ -120,20 +144,21 @@ public sealed class PeftModel
     {
         if (!AdaptersDisabled) return;
         foreach (var layer in AllLayers()) layer.EnableAdapters(true);
-        foreach (var save in fullyTrained.Values) save.UseTrained();
+        foreach (var site in AllSites()) site.Disabled = false;
         AdaptersDisabled = false;
+        SelectModulesToSave();
     }
 
     /// <summary>
-    /// Freezes every parameter, then unfreezes the active adapters' tensors (not inference-mode
-    /// ones, not AdaLoRA's ranknum), biases per the config's <c>bias</c>, and modules_to_save.
+    /// Freezes every parameter, then unfreezes the active adapters' tensors (not inference-mode ones,
+    /// not buffers such as AdaLoRA's ranknum), biases per the config's <c>bias</c>, and modules_to_save.
     /// </summary>
     void UpdateTrainable()
     {
         foreach (var (_, p) in Model.named_parameters()) p.requires_grad = false;
         foreach (var name in active)
         {
-            var config = configs[name];
+            var config = tuners[name].Config;
             if (config.InferenceMode) continue;
             foreach (var (_, p, _) in AdapterParameterEntries(name).Where(t => t.Trainable)) p.requires_grad = true;
             string bias = config.BiasMode;
@@ -141,7 +166,7 @@ public sealed class PeftModel
                 foreach (var (n, p) in OrdinaryParameters().Where(t => t.Name.EndsWith(".bias", StringComparison.Ordinal) || t.Name == "bias"))
                     p.requires_grad = true;
             if (bias == "lora_only")
-                foreach (var (_, adapter) in attached[name])
+                foreach (var (_, adapter) in AdaptedLayers(name))
                     if (adapter.Layer.bias is { } b) b.requires_grad = true;
             if (fullyTrained.TryGetValue(name, out var save))
                 foreach (var (_, p) in save.Parameters) p.requires_grad = true;
@@ -164,28 +189,38 @@ public sealed class PeftModel
 
     /// <summary>Base-model parameters trained in full through <see cref="TrainInFull"/>.</summary>
     public IEnumerable<(string Name, TorchSharp.Modules.Parameter Parameter)> InFullParameters() =>
-        OrdinaryParameters().Where(p => trainedInFull.Any(prefix => p.Name == prefix || p.Name.StartsWith(prefix + ".", StringComparison.Ordinal)));
+        OrdinaryParameters().Where(p => trainedInFull.Any(prefix => prefix == TrainingPlan.Everything || p.Name == prefix || p.Name.StartsWith(prefix + ".", StringComparison.Ordinal)));
 
     /// <summary>Parameters of the model that are not adapter tensors (the base model's own).</summary>
     public IEnumerable<(string Name, TorchSharp.Modules.Parameter Parameter)> OrdinaryParameters() => TargetMatcher.OrdinaryParameters(Model);
 
     /// <summary>
     /// An adapter's tensors with their in-memory names (<c>path.lora_A.default.weight</c>,
-    /// <c>path.lora_E.default</c>) and whether they are trained.
+    /// <c>path.lora_E.default</c>, <c>site.default.down.weight</c>) and whether they are trained (buffers are not).
     /// </summary>
     public IEnumerable<(string Name, TorchSharp.Modules.Parameter Parameter, bool Trainable)> AdapterParameterEntries(string name)
     {
-        foreach (var (path, adapter) in AdaptedLayers(name))
+        var tuner = Tuner(name);
+        foreach (var target in Targets(name))
+        {
+            if (target.SiteAdapter is { } module)
+            {
+                foreach (var (pn, p) in module.named_parameters())
+                    yield return ($"{target.Path}.{name}.{pn}", p, true);
+                continue;
+            }
+            var adapter = target.LinearAdapter!;
             foreach (var kind in adapter.ContainerKinds)
             {
                 var container = adapter.Layer.Container(kind);
-                bool trainable = kind != AdaLoraAdapter.RankNumKind;
-                if (container.Module(name) is { } module)
-                    foreach (var (pn, p) in module.named_parameters())
-                        yield return ($"{path}.{kind}.{name}.{pn}", p, trainable);
+                bool trainable = !tuner.IsBufferKind(kind);
+                if (container.Module(name) is { } inner)
+                    foreach (var (pn, p) in inner.named_parameters())
+                        yield return ($"{target.Path}.{kind}.{name}.{pn}", p, trainable);
                 else
-                    yield return ($"{path}.{kind}.{name}", container.Parameter(name), trainable);
+                    yield return ($"{target.Path}.{kind}.{name}", container.Parameter(name), trainable);
             }
+        }
     }
 
     /// <summary>The modules_to_save parameters of an adapter (trained in full, saved under their own names).</summary>
@@ -196,9 +231,12 @@ public sealed class PeftModel
     public IEnumerable<(string Name, TorchSharp.Modules.Parameter Parameter)> TrainableParameters() =>
         Model.named_parameters().Where(p => p.parameter.requires_grad).Select(p => (p.name, p.parameter));
 
+    /// <summary>Folds adapters into the base weights; refused, naming the reason, for methods that cannot merge.</summary>
     public void Merge(bool safe = false, IEnumerable<string>? names = null)
     {
         var wanted = (names ?? active).ToList();
+        foreach (var name in wanted)
+            if (Tuner(name).MergeRefusal is string why) throw new BadInputException($"adapter '{name}' cannot be merged: {why}");
         foreach (var name in wanted)
             foreach (var (_, adapter) in AdaptedLayers(name))
                 adapter.Layer.Merge(new[] { name }, safe);
@@ -220,9 +258,10 @@ public sealed class PeftModel
     public nn.Module Unload()
     {
         foreach (var layer in AllLayers()) layer.Unload();
+        foreach (var (name, list) in attached)
+            foreach (var target in list.Where(t => t.Site != null)) target.Site!.Detach(name);
         attached.Clear();
-        configs.Clear();
-        allocators.Clear();
+        tuners.Clear();
         fullyTrained.Clear();
         active.Clear();
         return Model;
@@ -230,41 +269,42 @@ public sealed class PeftModel
 
     public void DeleteAdapter(string name)
     {
-        foreach (var (_, adapter) in AdaptedLayers(name)) adapter.Layer.Detach(name);
+        foreach (var target in Targets(name))
+        {
+            target.LinearAdapter?.Layer.Detach(name);
+            target.Site?.Detach(name);
+        }
         attached.Remove(name);
-        configs.Remove(name);
-        allocators.Remove(name);
+        tuners.Remove(name);
         if (fullyTrained.Remove(name, out var save)) save.UseOriginal();
         active.Remove(name);
         UpdateTrainable();
     }
 
     /// <summary>An adapter's config including what training has learned (AdaLoRA's current rank_pattern).</summary>
-    public PeftConfig EffectiveConfig(string name) =>
-        configs[name] is AdaLoraConfig ada && allocators.GetValueOrDefault(name)?.RankPattern is { } pattern ? ada with { RankPattern = pattern } : configs[name];
+    public PeftConfig EffectiveConfig(string name) => Tuner(name).EffectiveConfig;
 
-    /// <summary>The AdaLoRA allocator of a (trainable) AdaLoRA adapter.</summary>
-    public RankAllocator? Allocator(string name = "default") => allocators.GetValueOrDefault(name);
-
-    /// <summary>Loss terms the method adds (AdaLoRA: orth_reg_weight × orthogonal penalty); zero otherwise.</summary>
-    public Tensor RegularizationLoss()
+    /// <summary>The sum of the active trainable adapters' extra loss terms (AdaLoRA's orthogonal penalty); zero if none.</summary>
+    public Tensor ExtraLoss()
     {
         Tensor total = torch.tensor(0.0f);
         foreach (var name in active)
-            if (configs[name] is AdaLoraConfig { InferenceMode: false } ada && ada.OrthRegWeight > 0)
-                total = total + ada.OrthRegWeight * RankAllocator.OrthogonalPenalty(AdaptedLayers(name).Select(t => (AdaLoraAdapter)t.Adapter));
+            if (tuners[name].ExtraLoss() is Tensor term) total = total + term;
         return total;
     }
 
-    /// <summary>AdaLoRA's per-step hook (after optimizer.step, before zero_grad); a no-op for other methods.</summary>
-    public void UpdateAndAllocate(int globalStep)
+    /// <summary>The per-step hook of the active adapters, after optimizer.step() and before zero_grad().</summary>
+    public void AfterOptimizerStep(int globalStep)
     {
-        foreach (var name in active)
-            if (allocators.TryGetValue(name, out var allocator) && !configs[name].InferenceMode)
-            {
-                allocator.UpdateAndAllocate(globalStep);
-                if (allocator.RankPattern != null)
-                    configs[name] = ((AdaLoraConfig)configs[name]) with { RankPattern = allocator.RankPattern };
-            }
+        foreach (var name in active) tuners[name].AfterOptimizerStep(globalStep);
+    }
+
+    /// <summary>The tuners' training state by adapter name, for checkpoints.</summary>
+    public IReadOnlyDictionary<string, TunerState> ExportTrainingState() =>
+        tuners.Select(t => (t.Key, State: t.Value.ExportState())).Where(t => t.State != null).ToDictionary(t => t.Key, t => t.State!);
+
+    public void ImportTrainingState(IReadOnlyDictionary<string, TunerState> states)
+    {
+        foreach (var (name, state) in states) Tuner(name).ImportState(state);
     }
 }

@@ -21,7 +21,7 @@ public static class TargetMatcher
             return false;
         if (targets.Regex != null && !targets.IsAllLinear) return targets.Matches(path);
         if (!targets.Matches(path)) return false;
-        if (config.LayersToTransform is { } layers)
+        if (config.LayersToTransform is { Count: > 0 } layers)   // an empty list means every layer, as in HF
         {
             int? index = LayerIndex(path, config.LayersPattern);
             return index is int i && layers.Contains(i);
@@ -70,23 +70,48 @@ public static class TargetMatcher
         return found;
     }
 
-    /// <summary>named_modules() without adapter containers and anything inside them.</summary>
+    /// <summary>
+    /// The adapter sites the config selects, by the same rules (site paths such as
+    /// <c>language_model.model.layers.3.adapter_before_attention</c>). No match is an error.
+    /// </summary>
+    public static IReadOnlyList<(string Path, AdapterSite Site)> FindSites(nn.Module model, PeftConfig config)
+    {
+        var found = new List<(string, AdapterSite)>();
+        foreach (var (path, module) in OrdinaryModules(model))
+        {
+            if (!IsTarget(config, path)) continue;
+            if (module is not AdapterSite site)
+                throw new BadInputException($"target module '{path}' is a {module.GetType().Name}; {config.PeftType} attaches at adapter sites (…adapter_before_attention, …adapter_after_ffn)");
+            found.Add((path, site));
+        }
+        if (found.Count == 0)
+            throw new BadInputException($"target modules {config.TargetModules} match no adapter site of the base model; check the site names");
+        return found;
+    }
+
+    /// <summary>named_modules() without adapter containers, site adapters, and anything inside them.</summary>
     public static IEnumerable<(string Path, nn.Module Module)> OrdinaryModules(nn.Module model)
     {
         var all = model.named_modules().ToList();
-        var containers = ContainerPrefixes(all);
-        return all.Where(m => m.module is not AdapterContainer && !containers.Any(c => m.name.StartsWith(c, StringComparison.Ordinal)))
-            .Select(m => (m.name, m.module));
+        var roots = AdapterRoots(all);
+        return all.Where(m => !roots.Any(r => IsUnder(m.name, r))).Select(m => (m.name, m.module));
     }
 
-    /// <summary>named_parameters() without adapter tensors: the base model's own parameters.</summary>
+    /// <summary>named_parameters() without adapter tensors (in containers or at sites): the base model's own parameters.</summary>
     public static IEnumerable<(string Name, TorchSharp.Modules.Parameter Parameter)> OrdinaryParameters(nn.Module model)
     {
-        var containers = ContainerPrefixes(model.named_modules());
-        return model.named_parameters().Where(p => !containers.Any(c => p.name.StartsWith(c, StringComparison.Ordinal)))
-            .Select(p => (p.name, p.parameter));
+        var roots = AdapterRoots(model.named_modules());
+        return model.named_parameters().Where(p => !roots.Any(r => IsUnder(p.name, r))).Select(p => (p.name, p.parameter));
     }
 
-    static List<string> ContainerPrefixes(IEnumerable<(string name, nn.Module module)> modules) =>
-        modules.Where(m => m.module is AdapterContainer).Select(m => m.name + ".").ToList();
+    /// <summary>Where adapter state lives: the adapter containers of linear layers, and the modules attached at sites.</summary>
+    public static List<string> AdapterRoots(IEnumerable<(string name, nn.Module module)> modules)
+    {
+        var list = modules.ToList();
+        var sites = list.Where(m => m.module is AdapterSite).Select(m => m.name + ".").ToList();
+        return list.Where(m => m.module is AdapterContainer || sites.Any(s => m.name.StartsWith(s, StringComparison.Ordinal) && !m.name[s.Length..].Contains('.')))
+            .Select(m => m.name).ToList();
+    }
+
+    static bool IsUnder(string name, string root) => name == root || name.StartsWith(root + ".", StringComparison.Ordinal);
 }

@@ -13,21 +13,27 @@ public static class OptimizerFactory
     public static bool Decays(string name, Tensor parameter) =>
         parameter.dim() >= 2 && !name.Contains("bias") && !name.Contains("ln") && !name.Contains("bn");
 
+    /// <param name="learningRateFor">Per-parameter base learning rate (lr_groups); null: <paramref name="lr"/> for all.</param>
     public static TorchSharp.Modules.AdamW AdamW(IEnumerable<(string Name, TorchSharp.Modules.Parameter Parameter)> trainable,
-        double lr, double weightDecay, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8)
+        double lr, double weightDecay, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8, Func<string, double>? learningRateFor = null)
     {
         var list = trainable.ToList();
         if (list.Count == 0) throw new BadInputException("nothing to train: no parameter requires grad");
-        var decayed = list.Where(p => Decays(p.Name, p.Parameter)).Select(p => p.Parameter).ToList();
-        var plain = list.Where(p => !Decays(p.Name, p.Parameter)).Select(p => p.Parameter).ToList();
         var groups = new List<TorchSharp.Modules.AdamW.ParamGroup>();
-        if (decayed.Count > 0) groups.Add(new TorchSharp.Modules.AdamW.ParamGroup(decayed, lr, beta1, beta2, eps, weightDecay, false, false));
-        if (plain.Count > 0) groups.Add(new TorchSharp.Modules.AdamW.ParamGroup(plain, lr, beta1, beta2, eps, 0, false, false));
+        // One optimizer group per (learning rate, decays?) in first-seen order, so resumed runs rebuild the same groups.
+        foreach (var group in list.GroupBy(p => (Lr: learningRateFor?.Invoke(p.Name) ?? lr, Decay: Decays(p.Name, p.Parameter))))
+            groups.Add(new TorchSharp.Modules.AdamW.ParamGroup(group.Select(p => p.Parameter).ToList(), group.Key.Lr, beta1, beta2, eps,
+                group.Key.Decay ? weightDecay : 0, false, false));
         return torch.optim.AdamW(groups, lr, beta1, beta2, eps, weightDecay);
     }
 
-    public static void SetLearningRate(torch.optim.Optimizer optimizer, double lr)
+    /// <summary>Each group's base learning rate over the run's base rate: the schedule scales every group alike.</summary>
+    public static double[] LearningRateRatios(torch.optim.Optimizer optimizer, double lr) =>
+        optimizer.ParamGroups.Select(g => g.LearningRate / lr).ToArray();
+
+    public static void SetLearningRate(torch.optim.Optimizer optimizer, double lr, IReadOnlyList<double>? ratios = null)
     {
-        foreach (var group in optimizer.ParamGroups) group.LearningRate = lr;
+        int i = 0;
+        foreach (var group in optimizer.ParamGroups) group.LearningRate = lr * (ratios?[i++] ?? 1);
     }
 }

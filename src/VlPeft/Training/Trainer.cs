@@ -11,9 +11,9 @@ public sealed record TrainResult(TrainerState State, double SamplesPerSecond, do
 
 /// <summary>
 /// The training loop: AdamW (LAVIS decay rule), the LR schedule, gradient accumulation, clipping,
-/// one dispose scope per micro-batch, a NaN/Inf guard, AdaLoRA's allocator in HF PEFT's order
-/// (backward → step → update_and_allocate → zero_grad) with its penalty in the loss, validation and
-/// early stopping after every epoch, and a resumable checkpoint after every epoch.
+/// one dispose scope per micro-batch, a NaN/Inf guard, the PEFT tuners' hooks in HF PEFT's order
+/// (extra loss in the loss; backward → step → after-step hook (AdaLoRA's update_and_allocate) → zero_grad),
+/// validation and early stopping after every epoch, and a resumable checkpoint after every epoch.
 /// Everything random is derived from the seed and the position in training (data order from the
 /// epoch, dropout from the micro-batch index), so a resumed run repeats an uninterrupted one exactly.
 /// </summary>
@@ -44,12 +44,14 @@ public sealed class Trainer
     public TrainResult Run(bool resume = false)
     {
         var trainable = Trainable();
-        using var optimizer = OptimizerFactory.AdamW(trainable, options.LearningRate, options.WeightDecay, options.Beta1, options.Beta2);
+        using var optimizer = OptimizerFactory.AdamW(trainable, options.LearningRate, options.WeightDecay, options.Beta1, options.Beta2,
+            learningRateFor: options.LearningRateFor);
+        var ratios = OptimizerFactory.LearningRateRatios(optimizer, options.LearningRate);
         var state = new TrainerState();
         string? checkpoint = resume ? TrainingCheckpoint.Find(run.LastCheckpoint) : null;
         if (checkpoint != null)
         {
-            state = TrainingCheckpoint.Load(checkpoint, trainable, optimizer, peft?.Allocator());
+            state = TrainingCheckpoint.Load(checkpoint, trainable, optimizer, peft);
             run.TruncateMetricsAfter(state.GlobalStep);
         }
         else if (File.Exists(run.MetricsFile)) File.Delete(run.MetricsFile);
@@ -71,7 +73,7 @@ public sealed class Trainer
                 bool stepStart = micro % options.GradientAccumulation == 0;
                 if (stepStart)
                     OptimizerFactory.SetLearningRate(optimizer, LearningRateSchedule.At(options.Schedule, options.LearningRate, options.MinLearningRate,
-                        step, epoch, totalSteps, options.Epochs, options.WarmupSteps));
+                        step, epoch, totalSteps, options.Epochs, options.WarmupSteps), ratios);
                 var batch = order.Skip(micro * options.BatchSize).Take(options.BatchSize).ToList();
                 int microIndex = epoch * MicroBatchesPerEpoch + micro;
                 torch.manual_seed(Seeds.Mix(options.Seed, microIndex, 2)); // dropout of this micro-batch
@@ -79,7 +81,7 @@ public sealed class Trainer
                 using (torch.NewDisposeScope())
                 {
                     var loss = task.Loss(batch, epoch, new Random(Seeds.Mix(options.Seed, microIndex, 3)));
-                    if (peft != null) loss = loss + peft.RegularizationLoss();
+                    if (peft != null) loss = loss + peft.ExtraLoss();
                     value = loss.item<float>();
                     if (!double.IsFinite(value))
                         throw new TrainingDivergedException($"loss became {value} at epoch {epoch + 1}, optimizer step {step + 1}; the last good checkpoint is {run.LastCheckpoint}");
@@ -93,7 +95,7 @@ public sealed class Trainer
                 if (options.MaxGradNorm is double maxNorm) torch.nn.utils.clip_grad_norm_(trainable.Select(t => t.Parameter), maxNorm);
                 optimizer.step();
                 step++;
-                peft?.UpdateAndAllocate(step);   // after step, before zero_grad: the allocator reads the gradients
+                peft?.AfterOptimizerStep(step);   // after step, before zero_grad: AdaLoRA's allocator reads the gradients
                 optimizer.zero_grad();
                 if (step % options.LogEvery == 0 || micro == MicroBatchesPerEpoch - 1)
                 {
@@ -101,7 +103,7 @@ public sealed class Trainer
                     {
                         ["epoch"] = epoch + (micro + 1.0) / MicroBatchesPerEpoch,
                         ["loss"] = lossSum / lossCount,
-                        ["lr"] = optimizer.ParamGroups.First().LearningRate,
+                        ["lr"] = optimizer.ParamGroups.First().LearningRate / ratios[0],
                         ["samples_per_second"] = lossCount * options.BatchSize / Math.Max(1e-9, epochWatch.Elapsed.TotalSeconds),
                     }, "train");
                     lossSum = 0;
@@ -124,13 +126,13 @@ public sealed class Trainer
             };
             if (options.Patience is int patience && state.EpochsWithoutImprovement >= patience) state = state with { Stopped = true };
             run.Log(step, new Dictionary<string, double> { ["epoch"] = epoch + 1, ["val_metric"] = metric }, "val");
-            if (improved) TrainingCheckpoint.Save(run.BestCheckpoint, trainable, optimizer, state, peft?.Allocator());
-            TrainingCheckpoint.Save(run.LastCheckpoint, trainable, optimizer, state, peft?.Allocator());
+            if (improved) TrainingCheckpoint.Save(run.BestCheckpoint, trainable, optimizer, state, peft);
+            TrainingCheckpoint.Save(run.LastCheckpoint, trainable, optimizer, state, peft);
         }
         // Test on the best checkpoint, as the paper does.
         if (TrainingCheckpoint.Find(run.BestCheckpoint) is string best)
         {
-            using var scratch = OptimizerFactory.AdamW(trainable, options.LearningRate, options.WeightDecay);
+            using var scratch = OptimizerFactory.AdamW(trainable, options.LearningRate, options.WeightDecay, learningRateFor: options.LearningRateFor);
             TrainingCheckpoint.Load(best, trainable, scratch);
         }
         return new TrainResult(state, samples / Math.Max(1e-9, watch.Elapsed.TotalSeconds), watch.Elapsed.TotalSeconds);

@@ -4,6 +4,8 @@ namespace VlPeft.Training;
 public sealed record TrainerOptions
 {
     public double LearningRate { get; init; } = 1e-4;
+    /// <summary>Base learning rates by parameter path prefix (a model's lr_groups); others use <see cref="LearningRate"/>.</summary>
+    public IReadOnlyDictionary<string, double>? PrefixLearningRates { get; init; }
     public double MinLearningRate { get; init; }
     public string Schedule { get; init; } = LearningRateSchedule.LinearDecayPerEpoch;
     public int WarmupSteps { get; init; }
@@ -21,4 +23,9 @@ public sealed record TrainerOptions
     public int LogEvery { get; init; } = 10;
     /// <summary>For tests and controlled interruptions: stop (as if killed) after this many optimizer steps.</summary>
     public int? InterruptAfterSteps { get; init; }
+
+    /// <summary>The base learning rate of one parameter: its longest matching prefix in <see cref="PrefixLearningRates"/>.</summary>
+    public double LearningRateFor(string parameterName) => PrefixLearningRates?
+        .Where(kv => parameterName == kv.Key || parameterName.StartsWith(kv.Key + ".", StringComparison.Ordinal))
+        .OrderByDescending(kv => kv.Key.Length).Select(kv => (double?)kv.Value).FirstOrDefault() ?? LearningRate;
 }

@@ -7,27 +7,27 @@ using static TorchSharp.torch;
 namespace VlPeft.Training;
 
 /// <summary>
-/// A resumable checkpoint in a folder: the trainable tensors (safetensors), the optimizer state and
-/// the trainer state. Written to a temporary folder and swapped in by renames, so a crash leaves
+/// A resumable checkpoint in a folder: the trainable tensors (safetensors), the optimizer state, the
+/// trainer state, and the PEFT tuners' own state (AdaLoRA's allocator), one tensor file + JSON per adapter. Written to a temporary folder and swapped in by renames, so a crash leaves
 /// either the previous checkpoint or the new one, never half of one.
 /// </summary>
 public static class TrainingCheckpoint
 {
     const string Weights = "trainable.safetensors", Optimizer = "optimizer.bin", State = "state.json";
-    const string Allocator = "allocator.safetensors", AllocatorPattern = "allocator_pattern.json";
+    const string TunerTensors = "tuner-{0}.safetensors", TunerJson = "tuner-{0}.json";
 
     public static void Save(string folder, IEnumerable<(string Name, TorchSharp.Modules.Parameter Parameter)> trainable,
-        TorchSharp.Modules.OptimizerHelper optimizer, TrainerState state, Peft.AdaLora.RankAllocator? allocator = null)
+        TorchSharp.Modules.OptimizerHelper optimizer, TrainerState state, PeftModel? peft = null)
     {
         string temp = folder + $".tmp-{Guid.NewGuid():N}";
         Directory.CreateDirectory(temp);
         SafetensorsWriter.Write(Path.Combine(temp, Weights), trainable.ToDictionary(t => t.Name, t => (Tensor)t.Parameter));
         optimizer.save_state_dict(Path.Combine(temp, Optimizer));
         File.WriteAllText(Path.Combine(temp, State), JsonSerializer.Serialize(state));
-        if (allocator != null)
+        foreach (var (adapter, tunerState) in peft?.ExportTrainingState() ?? new Dictionary<string, TunerState>())
         {
-            SafetensorsWriter.Write(Path.Combine(temp, Allocator), allocator.ExportState());
-            File.WriteAllText(Path.Combine(temp, AllocatorPattern), JsonSerializer.Serialize(allocator.RankPattern));
+            SafetensorsWriter.Write(Path.Combine(temp, string.Format(TunerTensors, adapter)), tunerState.Tensors.ToDictionary(kv => kv.Key, kv => kv.Value));
+            File.WriteAllText(Path.Combine(temp, string.Format(TunerJson, adapter)), tunerState.Json);
         }
         string old = folder + ".old";
         if (Directory.Exists(old)) Directory.Delete(old, true);
@@ -41,7 +41,7 @@ public static class TrainingCheckpoint
         File.Exists(Path.Combine(folder, State)) ? folder : File.Exists(Path.Combine(folder + ".old", State)) ? folder + ".old" : null;
 
     public static TrainerState Load(string folder, IEnumerable<(string Name, TorchSharp.Modules.Parameter Parameter)> trainable,
-        TorchSharp.Modules.OptimizerHelper optimizer, Peft.AdaLora.RankAllocator? allocator = null)
+        TorchSharp.Modules.OptimizerHelper optimizer, PeftModel? peft = null)
     {
         var state = JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(Path.Combine(folder, State)))
             ?? throw new BadInputException("checkpoint state is empty", Path.Combine(folder, State));
@@ -54,11 +54,17 @@ public static class TrainingCheckpoint
                 p.copy_(value);
             }
         optimizer.load_state_dict(Path.Combine(folder, Optimizer));
-        if (allocator != null && File.Exists(Path.Combine(folder, Allocator)))
+        if (peft != null)
         {
-            using var saved = SafetensorsFile.Open(Path.Combine(folder, Allocator));
-            var pattern = JsonSerializer.Deserialize<Dictionary<string, bool[]>?>(File.ReadAllText(Path.Combine(folder, AllocatorPattern)));
-            allocator.ImportState(saved.ReadAll(), pattern);
+            var states = new Dictionary<string, TunerState>();
+            foreach (var adapter in peft.Configs.Keys)
+            {
+                string tensors = Path.Combine(folder, string.Format(TunerTensors, adapter)), json = Path.Combine(folder, string.Format(TunerJson, adapter));
+                if (!File.Exists(tensors)) continue;
+                using var saved = SafetensorsFile.Open(tensors);
+                states[adapter] = new TunerState(saved.ReadAll(), File.ReadAllText(json));
+            }
+            peft.ImportTrainingState(states);
         }
         return state;
     }

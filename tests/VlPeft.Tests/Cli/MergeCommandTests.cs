@@ -1,4 +1,5 @@
 using TorchSharp;
+using VlPeft.Models;
 using VlPeft.Models.Configs;
 using VlPeft.Models.Loading;
 using VlPeft.Models.Multimodal;
@@ -17,10 +18,10 @@ public class MergeCommandTests
     {
         using var dir = new TempDirectory();
         var config = ModelPresets.Get("tiny-instructblip-t5");
-        using var model = VisionLanguageModels.Create(config);
+        using var model = new BlipForConditionalGeneration(config);
         PretrainedModel.Save(model, dir.File("base"));
         File.WriteAllText(dir.File("base/vocab.txt"), "x");
-        var peft = PeftPresets.Get("qformer-lora-all", config, 2).Apply(model)!;
+        var peft = BlipPeftPresets.Get("qformer-lora-all", config, 2).Apply(model)!;
         using (torch.no_grad())
             foreach (var (name, p) in model.named_parameters().Where(p => p.name.Contains("lora_B") || p.name == "query_tokens")) p.normal_(0, 0.2);
         PeftFiles.Save(peft, dir.File("adapter"));

@@ -1,4 +1,5 @@
 using TorchSharp;
+using VlPeft.Models;
 using VlPeft.Data.Synthetic;
 using VlPeft.Evaluation;
 using VlPeft.Experiments;
@@ -62,7 +63,7 @@ public class ExperimentTests
         {
             Name = "ft", Task = "scienceqa", ImageOnly = false, Data = dir.File("sqa"),
             Model = new ExperimentConfig.ModelSection { Path = dir.File("pretrain/model"), Dtype = "bf16" },
-            Peft = new ExperimentConfig.PeftSection { Method = "qformer-lora-self", Rank = 2 },
+            Peft = new() { ["preset"] = "qformer-lora-self", ["r"] = 2 },
             Training = new ExperimentConfig.TrainingSection { Epochs = 1, BatchSize = 8, Lr = 1e-3 },
         };
         var result = ExperimentRunner.Run(finetune, dir.File("ft"));
@@ -122,7 +123,7 @@ public class ExperimentTests
         var tokenizer = TextTokenizer.FromDirectory(dir.File("tok"));
         var config = VlPeft.Models.Configs.ModelPresets.Get("tiny-instructblip");
         config = config with { QFormer = config.QFormer with { VocabSize = vocab.Count + 1 }, Text = config.Text with { VocabSize = vocab.Count } };
-        var model = VisionLanguageModels.Create(config);
+        var model = new BlipForConditionalGeneration(config);
         return (model, new BlipProcessor(tokenizer, tokenizer, new ImagePipeline(48, ImageNormalization.Clip), decoderOnly: false));
     }
 
@@ -163,7 +164,7 @@ public class ExperimentTests
         for (int i = 0; i < prompt.Candidates.Count; i++)
         {
             using var _ = torch.no_grad();
-            var batch = processor.TrainingBatch(new[] { (record.ImagePath, prompt.Instruction, prompt.Candidates[i]) }, null);
+            var batch = processor.TrainingBatch(new[] { new TextExample(record.ImagePath, prompt.Instruction, prompt.Candidates[i]) });
             batch = batch with { InputIds = torch.tensor(processor.InstructionIds(prompt.Instruction, truncate: false).Select(x => (long)x).ToArray()).unsqueeze(0), AttentionMask = null };
             double mean = model.call(batch).Loss!.item<float>();
             Assert.Equal(mean * processor.AnswerIds(prompt.Candidates[i]).Length, scores[i], 3);

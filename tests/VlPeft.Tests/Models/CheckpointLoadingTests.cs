@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using TorchSharp;
+using VlPeft.Models;
 using VlPeft.Models.Configs;
 using VlPeft.Models.Loading;
 using VlPeft.Models.Multimodal;
@@ -51,7 +52,7 @@ public class CheckpointLoadingTests
     public void Strict_load_of_a_hf_style_directory_reproduces_the_outputs()
     {
         torch.manual_seed(50);
-        using var source = VisionLanguageModels.Create(ModelPresets.Get("tiny-instructblip-t5"));
+        using var source = new BlipForConditionalGeneration(ModelPresets.Get("tiny-instructblip-t5"));
         using (torch.no_grad()) foreach (var (_, p) in source.named_parameters()) p.add_(torch.randn_like(p) * 0.1);
         source.eval();
         var batch = TinyInputs.Batch(decoderOnly: false);
@@ -74,7 +75,7 @@ public class CheckpointLoadingTests
     [Fact]
     public void Missing_unexpected_and_misshaped_keys_are_clear_errors()
     {
-        using var source = VisionLanguageModels.Create(ModelPresets.Get("tiny-instructblip-t5"));
+        using var source = new BlipForConditionalGeneration(ModelPresets.Get("tiny-instructblip-t5"));
         using var dir = new TempDirectory();
 
         WriteCheckpoint(dir.Path, source, (n, p) => n == "qformer.encoder.layer.1.attention.attention.key.weight" ? null : (n, p));
@@ -86,7 +87,8 @@ public class CheckpointLoadingTests
         Assert.Contains("missing key(s): query_tokens", renamed.Message);
         Assert.Contains("unexpected key(s): query_token", renamed.Message);
         var config = ModelPresets.Get("tiny-instructblip-t5");
-        var lenient = CheckpointLoader.Load(VisionLanguageModels.Create(config), dir.Path, strict: false, tiedAliases: PretrainedModel.TiedAliases(config));
+        var blip = new BlipForConditionalGeneration(config);
+        var lenient = CheckpointLoader.Load(blip, dir.Path, strict: false, tiedAliases: new BlipFamily().TiedAliases(blip));
         Assert.Equal(new[] { "query_tokens" }, lenient.Missing);
         Assert.Equal(new[] { "query_token" }, lenient.Unexpected);
 
@@ -99,7 +101,7 @@ public class CheckpointLoadingTests
     [Fact]
     public void Skipping_towers_loads_the_rest_and_ignores_their_keys()
     {
-        using var source = VisionLanguageModels.Create(ModelPresets.Get("tiny-instructblip-t5"));
+        using var source = new BlipForConditionalGeneration(ModelPresets.Get("tiny-instructblip-t5"));
         using var dir = new TempDirectory();
         WriteCheckpoint(dir.Path, source);
         using var partial = PretrainedModel.Load(dir.Path, new PretrainedOptions { SkipVision = true, SkipLanguageModel = true });
@@ -111,7 +113,7 @@ public class CheckpointLoadingTests
     [Fact]
     public void Sharded_checkpoints_load_and_bad_configs_are_named()
     {
-        using var source = VisionLanguageModels.Create(ModelPresets.Get("tiny-blip2-opt"));
+        using var source = new BlipForConditionalGeneration(ModelPresets.Get("tiny-blip2-opt"));
         using var dir = new TempDirectory();
         var all = source.named_parameters().ToDictionary(p => p.name, p => (Tensor)p.parameter.detach().clone());
         var first = all.Where(kv => !kv.Key.StartsWith("language_model.")).ToDictionary(kv => kv.Key, kv => kv.Value);

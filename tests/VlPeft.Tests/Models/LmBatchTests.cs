@@ -1,3 +1,4 @@
+using VlPeft.Models;
 using VlPeft.Models.Multimodal;
 
 namespace VlPeft.Tests.Models;

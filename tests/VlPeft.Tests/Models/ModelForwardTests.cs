@@ -1,4 +1,5 @@
 using TorchSharp;
+using VlPeft.Models;
 using VlPeft.Models.Configs;
 using VlPeft.Models.Language;
 using VlPeft.Models.Multimodal;
@@ -13,7 +14,7 @@ public class ModelForwardTests
     static BlipForConditionalGeneration Build(string preset, int seed)
     {
         torch.manual_seed(seed);
-        var model = VisionLanguageModels.Create(ModelPresets.Get(preset));
+        var model = new BlipForConditionalGeneration(ModelPresets.Get(preset));
         model.to(ScalarType.Float64);
         // Non-trivial values everywhere (zeros/ones from init would hide mistakes).
         using (torch.no_grad())
@@ -118,11 +119,11 @@ public class ModelForwardTests
         var output = model.call(new VisionLanguageInputs(pixels, ids, mask, qIds, qMask, Labels: labels));
 
         var image = VisionReference(r, pixels, c.Vision);
-        TensorAssert.Close(image, output.VisionLastHiddenState, 1e-9);
+        TensorAssert.Close(image, output.Intermediates["vision_last_hidden_state"], 1e-9);
         var query = QFormerReference(r, image, qIds, qMask, c);
-        TensorAssert.Close(query, output.QFormerQueryOutput, 1e-9);
+        TensorAssert.Close(query, output.Intermediates["qformer_query_output"], 1e-9);
         var projected = r.Lin(query, "language_projection");
-        TensorAssert.Close(projected, output.LanguageProjectionOutput, 1e-9);
+        TensorAssert.Close(projected, output.VisualTokens, 1e-9);
 
         // T5: [projected queries; prompt] into the encoder; labels shifted right with start 0, −100 → pad.
         var encIn = torch.cat(new[] { projected, r.P("language_model.shared.weight").index_select(0, ids.flatten()).view(2, 4, -1) }, 1);
@@ -152,7 +153,7 @@ public class ModelForwardTests
         var labels = torch.tensor(new long[] { -100, -100, 30, 40, 2 }).view(1, 5);
         var output = model.call(new VisionLanguageInputs(pixels, ids, null, qIds, null, Labels: labels));
 
-        var projected = output.LanguageProjectionOutput;
+        var projected = output.VisualTokens;
         var h = torch.cat(new[] { projected, r.P("language_model.model.embed_tokens.weight").index_select(0, ids.flatten()).unsqueeze(0) }, 1);
         long len = h.shape[1], heads = t.NumAttentionHeads, d = t.HiddenSize / heads;
         // RoPE by hand: pair (i, i + d/2) rotated by angle pos·θ^(−2i/d).
@@ -209,7 +210,7 @@ public class ModelForwardTests
         Assert.False(r.Has("qformer.embeddings.word_embeddings.weight"));
         Assert.False(r.Has("qformer.encoder.layer.0.intermediate.dense.weight"));
         var table = r.P("language_model.model.decoder.embed_tokens.weight");
-        var h = torch.cat(new[] { output.LanguageProjectionOutput, table.index_select(0, ids.flatten()).view(2, 3, -1) }, 1);
+        var h = torch.cat(new[] { output.VisualTokens, table.index_select(0, ids.flatten()).view(2, 3, -1) }, 1);
         var full = torch.cat(new[] { torch.ones(2, c.NumQueryTokens, dtype: ScalarType.Int64), mask }, 1);
         var positions = (full.cumsum(1) * full - 1) + 2;
         h = h + r.P("language_model.model.decoder.embed_positions.weight").index_select(0, positions.flatten()).view(h.shape);
@@ -228,8 +229,8 @@ public class ModelForwardTests
         // The padded position's row is irrelevant; compare the rows the mask keeps.
         TensorAssert.Close(logits[0], output.Logits[0], 1e-8);
         TensorAssert.Close(logits[1, ..^1], output.Logits[1, ..^1], 1e-8);
-        Assert.Equal(new long[] { 2, c.NumQueryTokens, c.QFormer.HiddenSize }, output.QFormerQueryOutput.shape);
-        Assert.Equal(x.shape, output.QFormerQueryOutput.shape);
+        Assert.Equal(new long[] { 2, c.NumQueryTokens, c.QFormer.HiddenSize }, output.Intermediates["qformer_query_output"].shape);
+        Assert.Equal(x.shape, output.Intermediates["qformer_query_output"].shape);
     }
 
     [Theory]

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using TorchSharp;
+using VlPeft.Models;
 using VlPeft.Experiments;
 using VlPeft.Models.Configs;
 using VlPeft.Models.Multimodal;
@@ -40,8 +41,8 @@ public class PeftPresetTests
     public void Each_preset_adapts_exactly_the_modules_the_paper_names(string preset, string[] expected)
     {
         var config = ModelPresets.Get("tiny-instructblip-t5");
-        using var model = VisionLanguageModels.Create(config, new ModelBuildOptions { Device = torch.META });
-        var peft = PeftPresets.Get(preset, config, rank: 2).Apply(model)!;
+        using var model = new BlipForConditionalGeneration(config, new ModelBuildOptions { Device = torch.META });
+        var peft = BlipPeftPresets.Get(preset, config, rank: 2).Apply(model)!;
         Assert.Equal(expected.OrderBy(x => x), peft.AdaptedLayers().Select(t => t.Path).OrderBy(x => x));
     }
 
@@ -49,8 +50,8 @@ public class PeftPresetTests
     public void Llama_targets_use_the_hf_llama_names()
     {
         var config = ModelPresets.Get("tiny-instructblip-vicuna");
-        using var model = VisionLanguageModels.Create(config, new ModelBuildOptions { Device = torch.META });
-        var paths = PeftPresets.Get("llm-lora-all", config, 2).Apply(model)!.AdaptedLayers().Select(t => t.Path).OrderBy(x => x);
+        using var model = new BlipForConditionalGeneration(config, new ModelBuildOptions { Device = torch.META });
+        var paths = BlipPeftPresets.Get("llm-lora-all", config, 2).Apply(model)!.AdaptedLayers().Select(t => t.Path).OrderBy(x => x);
         var expected = from i in new[] { 0, 1 }
                        from m in new[] { "self_attn.q_proj", "self_attn.v_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj" }
                        select $"language_model.model.layers.{i}.{m}";
@@ -64,12 +65,13 @@ public class PeftPresetTests
     public void Trainable_sets_follow_the_paper(string preset, bool wholeQFormer)
     {
         var config = ModelPresets.Get("tiny-instructblip-t5");
-        using var model = VisionLanguageModels.Create(config, new ModelBuildOptions { Device = torch.META });
-        PeftPresets.Get(preset, config, 2).Apply(model);
+        using var model = new BlipForConditionalGeneration(config, new ModelBuildOptions { Device = torch.META });
+        BlipPeftPresets.Get(preset, config, 2).Apply(model);
         foreach (var (name, p) in model.named_parameters())
         {
+            // InstructBLIP_PEFT trains LAVIS's ln_vision (HF vision_model.post_layernorm) in every experiment.
             bool expected = name.Contains(".lora_") || name == "query_tokens" || name.StartsWith("language_projection.")
-                || (wholeQFormer && name.StartsWith("qformer."));
+                || name.StartsWith("vision_model.post_layernorm.") || (wholeQFormer && name.StartsWith("qformer."));
             Assert.True(expected == p.requires_grad, name);
         }
     }
@@ -118,13 +120,14 @@ public class PeftPresetTests
         using var doc = JsonDocument.Parse(output);
         var root = doc.RootElement;
         var components = root.GetProperty("components").EnumerateArray().ToDictionary(x => x.GetProperty("name").GetString()!, x => (x.GetProperty("total").GetInt64(), x.GetProperty("trainable").GetInt64()));
-        Assert.Equal((vision, 0L), components["vision_model"]);
+        long visionNorm = 2 * c.Vision.HiddenSize;   // post_layernorm weight + bias (LAVIS's trainable ln_vision)
+        Assert.Equal((vision, visionNorm), components["vision_model"]);
         Assert.Equal((qformer + lora, lora), components["qformer"]);
         Assert.Equal((queries, queries), components["query_tokens"]);
         Assert.Equal((projection, projection), components["language_projection"]);
         Assert.Equal((lm, 0L), components["language_model"]);
         Assert.Equal(total + lora, root.GetProperty("total").GetInt64());
-        long trainable = lora + queries + projection;
+        long trainable = lora + queries + projection + visionNorm;
         Assert.Equal(trainable, root.GetProperty("trainable").GetInt64());
         Assert.Equal(qformer + queries + projection, root.GetProperty("baseline_trainable").GetInt64());
         Assert.Equal(100.0 * trainable / (total + lora), root.GetProperty("trainable_percent").GetDouble(), 9);
@@ -140,7 +143,7 @@ public class PeftPresetTests
         long total = doc.RootElement.GetProperty("total").GetInt64();
         Assert.InRange(total, 7_800_000_000, 8_000_000_000); // InstructBLIP-Vicuna-7B is 7.9B
         // self q, v in 12 layers at r = 1: 24 · (768 + 768).
-        Assert.Equal(24 * 1536 + 32 * 768 + 768 * 4096 + 4096, doc.RootElement.GetProperty("trainable").GetInt64());
+        Assert.Equal(24 * 1536 + 32 * 768 + 768 * 4096 + 4096 + 2 * 1408, doc.RootElement.GetProperty("trainable").GetInt64());
         var bad = CliRunner.Run("params", "--preset", "no-such-model");
         Assert.Equal(2, bad.ExitCode);
         Assert.Contains("unknown model preset 'no-such-model'", bad.Err);
@@ -149,7 +152,7 @@ public class PeftPresetTests
     public static TheoryData<string, string> EveryPlan()
     {
         var data = new TheoryData<string, string>();
-        foreach (var plan in PeftPresets.Names)
+        foreach (var plan in BlipPeftPresets.Names)
         {
             data.Add("tiny-instructblip-t5", plan);
             data.Add("tiny-instructblip-vicuna", plan);
@@ -165,8 +168,8 @@ public class PeftPresetTests
     {
         torch.manual_seed(60);
         var config = ModelPresets.Get(modelPreset);
-        using var model = VisionLanguageModels.Create(config);
-        var peft = PeftPresets.Get(plan, config, rank: 2).Apply(model);
+        using var model = new BlipForConditionalGeneration(config);
+        var peft = BlipPeftPresets.Get(plan, config, rank: 2).Apply(model);
         var trainable = model.named_parameters().Where(p => p.parameter.requires_grad).ToList();
         var frozen = model.named_parameters().Where(p => !p.parameter.requires_grad).Take(5).Select(p => (p.name, p.parameter, Copy: p.parameter.detach().clone())).ToList();
         var before = trainable.Select(p => p.parameter.detach().clone()).ToList();

@@ -1,4 +1,5 @@
 using TorchSharp;
+using VlPeft.Models;
 using VlPeft.Models.Multimodal;
 using static TorchSharp.torch;
 

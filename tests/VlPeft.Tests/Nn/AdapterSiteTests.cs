@@ -24,7 +24,7 @@ public class AdapterSiteTests
 
     sealed class Block : nn.Module<Tensor, Tensor>
     {
-        public readonly AdapterSite adapter_before_attention = new(AdapterPlacement.BeforeAttention);
+        public readonly AdapterSite adapter_before_attention = new(AdapterPlacement.BeforeAttention, 4);
         readonly VlPeft.Nn.Linear attn = new(4, 4);
 
         public Block() : base("Block") => RegisterComponents();

@@ -46,7 +46,7 @@ public class AdaLoraTests
         // 6 adapted modules (query/value in 3 attentions) → B0 = 6·12 = 72, BT = 6·8 = 48.
         using var model = new ToyModel();
         var peft = PeftModel.Create(model, Config(total: 100, tinit: 10, tfinal: 20, deltaT: 5));
-        var allocator = peft.Allocator()!;
+        var allocator = ((VlPeft.Peft.AdaLora.AdaLoraTuner)peft.Tuner()).Allocator!;
         Assert.Equal(72, allocator.InitialBudget);
         Assert.Equal(48, allocator.TargetBudget);
         if (expectedBudget < 0)
@@ -104,7 +104,7 @@ public class AdaLoraTests
         torch.manual_seed(7);
         using var model = new ToyModel();
         var peft = PeftModel.Create(model, Config());
-        var allocator = peft.Allocator()!;
+        var allocator = ((VlPeft.Peft.AdaLora.AdaLoraTuner)peft.Tuner()).Allocator!;
         foreach (var (_, a) in peft.AdaptedLayers()) using (torch.no_grad()) ((AdaLoraAdapter)a).E.normal_();
         using var x = torch.randn(4, ToyModel.Hidden);
         model.call(x).square().sum().backward();
@@ -143,13 +143,13 @@ public class AdaLoraTests
         for (int step = 1; step <= 6; step++)
         {
             using var scope = torch.NewDisposeScope();
-            var loss = (model.call(x) - target).square().mean() + peft.RegularizationLoss();
+            var loss = (model.call(x) - target).square().mean() + peft.ExtraLoss();
             loss.backward();
             optimizer.step();
-            peft.UpdateAndAllocate(step);   // HF order: backward → step → update_and_allocate → zero_grad
+            peft.AfterOptimizerStep(step);   // HF order: backward → step → update_and_allocate → zero_grad
             optimizer.zero_grad();
         }
-        var ranks = peft.Allocator()!.FinalRanks();
+        var ranks = ((VlPeft.Peft.AdaLora.AdaLoraTuner)peft.Tuner()).Allocator!.FinalRanks();
         Assert.Equal(6 * 8, ranks.Values.Sum());
         var pattern = ((AdaLoraConfig)peft.Configs["default"]).RankPattern!;
         foreach (var (path, adapter) in peft.AdaptedLayers())

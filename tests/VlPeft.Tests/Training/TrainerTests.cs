@@ -123,7 +123,7 @@ public class TrainerTests
         var config = new AdaLoraConfig { TargetModules = ModuleSelector.FromNames("query", "value"), InitR = 6, TargetR = 2, TotalStep = total, Tinit = 1, Tfinal = 2 };
         var (model, peft) = Build(config: config);
         new Trainer(model, peft, new RegressionTask(model), Options, new RunDirectory(dir.File("run"))).Run();
-        Assert.Equal(6 * 2, peft.Allocator()!.FinalRanks().Values.Sum()); // 6 adapted matrices × target_r 2
+        Assert.Equal(6 * 2, ((VlPeft.Peft.AdaLora.AdaLoraTuner)peft.Tuner()).Allocator!.FinalRanks().Values.Sum()); // 6 adapted matrices × target_r 2
     }
 
     [Fact]
@@ -143,7 +143,7 @@ public class TrainerTests
         var final = Snapshot(a);
         foreach (var (name, p) in c.named_parameters())
             Assert.True(torch.equal(final[name], p).all().item<bool>(), $"{name} differs after resume");
-        Assert.Equal(peftA.Allocator()!.FinalRanks(), peftC.Allocator()!.FinalRanks());
+        Assert.Equal(((VlPeft.Peft.AdaLora.AdaLoraTuner)peftA.Tuner()).Allocator!.FinalRanks(), ((VlPeft.Peft.AdaLora.AdaLoraTuner)peftC.Tuner()).Allocator!.FinalRanks());
     }
 
     [Theory]

@@ -85,8 +85,7 @@ sealed class LlamaDecoderLayer : nn.Module
     readonly RmsNorm input_layernorm, post_attention_layernorm;
     readonly LlamaAttention self_attn;
     readonly LlamaMlp mlp;
-    public readonly AdapterSite adapter_before_attention = new(AdapterPlacement.BeforeAttention);
-    public readonly AdapterSite adapter_before_ffn = new(AdapterPlacement.BeforeFeedForward);
+    public readonly AdapterSite adapter_before_attention, adapter_before_ffn;
 
     public LlamaDecoderLayer(TextConfig c, Device? device) : base("layer")
     {
@@ -94,13 +93,15 @@ sealed class LlamaDecoderLayer : nn.Module
         self_attn = new LlamaAttention(c, device);
         post_attention_layernorm = new RmsNorm(c.HiddenSize, c.RmsNormEps, device);
         mlp = new LlamaMlp(c, device);
+        adapter_before_attention = new AdapterSite(AdapterPlacement.BeforeAttention, c.HiddenSize);
+        adapter_before_ffn = new AdapterSite(AdapterPlacement.BeforeFeedForward, c.HiddenSize);
         RegisterComponents();
     }
 
     public Tensor Run(Tensor h, Tensor mask, Tensor cos, Tensor sin)
     {
-        h = h + self_attn.Run(input_layernorm.call(adapter_before_attention.call(h)), mask, cos, sin);
-        return h + mlp.call(post_attention_layernorm.call(adapter_before_ffn.call(h)));
+        h = h + self_attn.Run(adapter_before_attention.call(input_layernorm.call(h)), mask, cos, sin);   // sites take the normed input
+        return h + mlp.call(adapter_before_ffn.call(post_attention_layernorm.call(h)));
     }
 }
 

@@ -93,8 +93,7 @@ sealed class OptDecoderLayer : nn.Module
     readonly Linear fc1, fc2;
     readonly Func<Tensor, Tensor> act;
     readonly double dropout;
-    public readonly AdapterSite adapter_before_attention = new(AdapterPlacement.BeforeAttention);
-    public readonly AdapterSite adapter_before_ffn = new(AdapterPlacement.BeforeFeedForward);
+    public readonly AdapterSite adapter_before_attention, adapter_before_ffn;
 
     public OptDecoderLayer(TextConfig c, Device? device) : base("layer")
     {
@@ -105,13 +104,15 @@ sealed class OptDecoderLayer : nn.Module
         final_layer_norm = new LayerNorm(c.HiddenSize, 1e-5, device: device);
         act = Activations.Get(c.ActivationFunction);
         dropout = c.Dropout;
+        adapter_before_attention = new AdapterSite(AdapterPlacement.BeforeAttention, c.HiddenSize);
+        adapter_before_ffn = new AdapterSite(AdapterPlacement.BeforeFeedForward, c.HiddenSize);
         RegisterComponents();
     }
 
     public Tensor Run(Tensor h, Tensor mask)
     {
-        h = h + F.dropout(self_attn.Run(self_attn_layer_norm.call(adapter_before_attention.call(h)), mask), dropout, training);
-        var ffn = fc2.call(act(fc1.call(final_layer_norm.call(adapter_before_ffn.call(h)))));
+        h = h + F.dropout(self_attn.Run(adapter_before_attention.call(self_attn_layer_norm.call(h)), mask), dropout, training);   // sites take the normed input
+        var ffn = fc2.call(act(fc1.call(adapter_before_ffn.call(final_layer_norm.call(h)))));
         return h + F.dropout(ffn, dropout, training);
     }
 }

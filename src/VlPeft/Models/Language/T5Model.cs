@@ -36,7 +36,7 @@ public sealed class T5Model : LanguageModel
 
     public Tensor Encode(Tensor embeds, Tensor mask) => encoder.Run(embeds, mask, null, null);
 
-    public override Tensor Seq2SeqLogits(Tensor encoderEmbeds, Tensor encoderMask, Tensor decoderInputIds, Tensor? decoderMask)
+    public Tensor Seq2SeqLogits(Tensor encoderEmbeds, Tensor encoderMask, Tensor decoderInputIds, Tensor? decoderMask)
     {
         using var scope = torch.NewDisposeScope();
         var memory = Encode(encoderEmbeds, encoderMask);
@@ -49,6 +49,38 @@ public sealed class T5Model : LanguageModel
         var h = decoder.Run(shared.call(decoderInputIds), decoderMask ?? torch.ones_like(decoderInputIds), memory, encoderMask);
         if (config.TieWordEmbeddings) h = h * Math.Pow(config.DModel, -0.5);
         return lm_head.call(h);
+    }
+
+    public override Tensor Logits(Tensor inputsEmbeds, Tensor attentionMask, Tensor? labels, Tensor? decoderInputIds = null, Tensor? decoderMask = null)
+    {
+        var decoderIds = decoderInputIds ?? (labels is null ? null : ShiftRight(labels))
+            ?? throw new BadInputException("T5 needs decoder_input_ids or labels");
+        return Seq2SeqLogits(inputsEmbeds, attentionMask, decoderIds, decoderMask);
+    }
+
+    public override (Tensor Logits, Tensor Targets) AlignWithLabels(Tensor logits, Tensor labels) => (logits, labels);
+
+    public override IncrementalDecoder StartDecoding(Tensor promptEmbeds, Tensor promptMask) =>
+        new T5Decoder(this, Encode(promptEmbeds, promptMask), promptMask, config.DecoderStartTokenId);
+
+    /// <summary>Generation keeps the encoder output and re-runs only the decoder each step.</summary>
+    sealed class T5Decoder : IncrementalDecoder
+    {
+        readonly T5Model model;
+        readonly Tensor memory, mask;
+
+        public T5Decoder(T5Model model, Tensor memory, Tensor mask, long start)
+        {
+            this.model = model;
+            this.memory = memory;
+            this.mask = mask;
+            StartIds = new[] { start };
+        }
+
+        public override IReadOnlyList<long> StartIds { get; }
+
+        public override Tensor NextLogits(IReadOnlyList<long> ids) =>
+            model.Decode(memory, mask, torch.tensor(ids.ToArray()).unsqueeze(0), null)[0, -1];
     }
 
     /// <summary>HF _shift_right: prepend decoder_start_token_id and replace −100 with pad.</summary>
@@ -153,13 +185,14 @@ sealed class T5LayerAttention : nn.Module
     readonly T5Attention attention;
     readonly RmsNorm layer_norm;
     readonly double dropout;
-    public readonly AdapterSite adapter_before_attention = new(AdapterPlacement.BeforeAttention);
+    public readonly AdapterSite adapter_before_attention;
 
     public T5LayerAttention(TextConfig c, string attentionName, bool isDecoder, bool hasRelativeBias, Device? device) : base("layer")
     {
         attention = new T5Attention(c, isDecoder, hasRelativeBias, device);
         layer_norm = new RmsNorm(c.DModel, c.LayerNormEpsilon, device);
         dropout = c.DropoutRate;
+        adapter_before_attention = new AdapterSite(AdapterPlacement.BeforeAttention, c.DModel);
         RegisterComponents();
         // The field is generic; HF names the module after its role.
         register_module("attention", null!);
@@ -170,7 +203,7 @@ sealed class T5LayerAttention : nn.Module
 
     public Tensor Run(Tensor h, Tensor? memory, Tensor bias)
     {
-        var normed = layer_norm.call(adapter_before_attention.call(h));
+        var normed = adapter_before_attention.call(layer_norm.call(h));   // the site takes the normed (query) input
         return h + F.dropout(attention.Run(normed, memory ?? normed, bias), dropout, training);
     }
 }
@@ -225,18 +258,19 @@ sealed class T5LayerFF : nn.Module<Tensor, Tensor>
     readonly T5DenseGated DenseReluDense;
     readonly RmsNorm layer_norm;
     readonly double dropout;
-    public readonly AdapterSite adapter_before_ffn = new(AdapterPlacement.BeforeFeedForward);
+    public readonly AdapterSite adapter_before_ffn;
 
     public T5LayerFF(TextConfig c, Device? device) : base("layer")
     {
         DenseReluDense = new T5DenseGated(c, device);
         layer_norm = new RmsNorm(c.DModel, c.LayerNormEpsilon, device);
         dropout = c.DropoutRate;
+        adapter_before_ffn = new AdapterSite(AdapterPlacement.BeforeFeedForward, c.DModel);
         RegisterComponents();
     }
 
     public override Tensor forward(Tensor h) =>
-        h + F.dropout(DenseReluDense.call(layer_norm.call(adapter_before_ffn.call(h))), dropout, training);
+        h + F.dropout(DenseReluDense.call(adapter_before_ffn.call(layer_norm.call(h))), dropout, training);
 }
 
 /// <summary>wo(dropout(act(wi_0·x) ⊙ wi_1·x)); the non-gated v1.0 form uses a single <c>wi</c>.</summary>

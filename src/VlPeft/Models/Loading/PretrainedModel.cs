@@ -1,6 +1,4 @@
 using TorchSharp;
-using VlPeft.Models.Configs;
-using VlPeft.Models.Multimodal;
 using static TorchSharp.torch;
 
 namespace VlPeft.Models.Loading;
@@ -16,30 +14,31 @@ public sealed record PretrainedOptions
     public bool SkipLanguageModel { get; init; }
 }
 
-/// <summary>HF from_pretrained for the BLIP-2 family: config.json + model.safetensors (or a sharded index).</summary>
+/// <summary>
+/// HF from_pretrained for every registered family: config.json (its model_type picks the family) +
+/// model.safetensors (or a sharded index), copied name for name.
+/// </summary>
 public static class PretrainedModel
 {
-    public static BlipForConditionalGeneration Load(string directory, PretrainedOptions? options = null)
+    public static VisionLanguageModel Load(string directory, PretrainedOptions? options = null)
     {
         options ??= new PretrainedOptions();
         if (!Directory.Exists(directory)) throw new BadInputException("model directory not found", directory);
-        var config = MultimodalConfig.Load(directory);
-        var model = VisionLanguageModels.Create(config, new ModelBuildOptions { SkipVision = options.SkipVision, SkipLanguageModel = options.SkipLanguageModel });
+        var model = ModelFamilies.FromConfigFile(directory, new ModelBuildOptions { SkipVision = options.SkipVision, SkipLanguageModel = options.SkipLanguageModel });
         if (options.DType is ScalarType dtype) model.to(dtype);
-        var skip = new List<string>();
-        if (options.SkipVision) skip.Add("vision_model.");
-        if (options.SkipLanguageModel) skip.Add("language_model.");
-        CheckpointLoader.Load(model, directory, options.Strict, skip, TiedAliases(config));
+        var skip = model.ParameterGroups
+            .Where(g => (options.SkipVision && g.Name == "vision") || (options.SkipLanguageModel && g.Name == "language_model"))
+            .SelectMany(g => g.Prefixes).Select(p => p + ".").ToList();
+        CheckpointLoader.Load(model, directory, options.Strict, skip, ModelFamilies.Of(model).TiedAliases(model));
         return model;
     }
 
-    /// <summary>Checkpoint keys that are copies of another tensor (HF ties them; files may or may not hold them).</summary>
-    public static IEnumerable<string> TiedAliases(MultimodalConfig config) => config.Text.ModelType switch
+    /// <summary>A checkpoint directory's model with its processor (tokenizers, image preprocessing).</summary>
+    public static (VisionLanguageModel Model, VisionLanguageProcessor Processor) LoadWithProcessor(string directory, PretrainedOptions? options = null)
     {
-        "t5" => new[] { "language_model.encoder.embed_tokens.weight", "language_model.decoder.embed_tokens.weight" },
-        "opt" => new[] { "language_model.lm_head.weight" },
-        _ => Array.Empty<string>(),
-    };
+        var model = Load(directory, options);
+        return (model, ModelFamilies.Of(model).LoadProcessor(model, directory));
+    }
 
     /// <summary>
     /// Copies everything but the weights and config.json (tokenizer files, qformer_tokenizer/, …) from one
@@ -57,12 +56,11 @@ public static class PretrainedModel
     }
 
     /// <summary>Writes a model as a HF checkpoint directory (config.json + model.safetensors).</summary>
-    public static void Save(BlipForConditionalGeneration model, string directory)
+    public static void Save(VisionLanguageModel model, string directory)
     {
         Directory.CreateDirectory(directory);
         var tensors = model.named_parameters().ToDictionary(p => p.name, p => (Tensor)p.parameter);
         Tensors.SafetensorsWriter.Write(Path.Combine(directory, "model.safetensors"), tensors, new Dictionary<string, string> { ["format"] = "pt" });
-        string config = Path.Combine(directory, "config.json");
-        AtomicFile.WriteAllText(config, model.Config.ToJson());
+        AtomicFile.WriteAllText(Path.Combine(directory, "config.json"), model.ConfigJson());
     }
 }

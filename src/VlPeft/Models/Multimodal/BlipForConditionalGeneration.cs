@@ -1,6 +1,7 @@
 using TorchSharp;
 using TorchSharp.Modules;
 using VlPeft.Models.Configs;
+using VlPeft.Models;
 using VlPeft.Models.Language;
 using VlPeft.Models.QFormer;
 using VlPeft.Models.Vision;
@@ -10,22 +11,13 @@ using Linear = VlPeft.Nn.Linear;
 
 namespace VlPeft.Models.Multimodal;
 
-/// <summary>What to build: parts can be left out for parameter-only work, and everything can live on the meta device.</summary>
-public sealed record ModelBuildOptions
-{
-    public bool SkipVision { get; init; }
-    public bool SkipLanguageModel { get; init; }
-    /// <summary>torch.META builds the module tree without allocating weights (for counting).</summary>
-    public Device? Device { get; init; }
-}
-
 /// <summary>
 /// BLIP-2 and InstructBLIP (HF Blip2ForConditionalGeneration / InstructBlipForConditionalGeneration),
 /// legacy input path: image → vision_model → Q-Former (queries [+ instruction]) → first
 /// num_query_tokens outputs → language_projection → prepended to the LM's input embeddings (the T5
 /// encoder's input). Parameter paths equal HF checkpoint keys.
 /// </summary>
-public class BlipForConditionalGeneration : nn.Module<VisionLanguageInputs, VisionLanguageOutput>
+public class BlipForConditionalGeneration : VisionLanguageModel
 {
     readonly BlipVisionModel? vision_model;
     readonly Parameter query_tokens;
@@ -56,6 +48,20 @@ public class BlipForConditionalGeneration : nn.Module<VisionLanguageInputs, Visi
     }
 
     public MultimodalConfig Config { get; }
+    public override string ModelType => Config.ModelType;
+    public override string ConfigJson() => Config.ToJson();
+    public override NllReduction CandidateReduction => Config.DecoderOnly ? NllReduction.MeanOverPaddedLength : NllReduction.Sum;
+    public override string? PeftTaskType => Config.DecoderOnly ? "CAUSAL_LM" : "SEQ_2_SEQ_LM";
+    public override IReadOnlyList<string> PublishedContext => new[] { ForwardContext.VisualFeatures };
+
+    /// <summary>The parts in HF order. The towers (ViT, LM) stay frozen in the Q-Former PEFT recipes.</summary>
+    public override IReadOnlyList<ParameterGroup> ParameterGroups { get; } = new ParameterGroup[]
+    {
+        new("vision", new[] { "vision_model" }, FrozenTower: true),
+        new("qformer", new[] { "qformer", "query_tokens" }),
+        new("connector", new[] { "language_projection" }),
+        new("language_model", new[] { "language_model" }, FrozenTower: true),
+    };
 
     internal static Tensor InitNormal(Tensor t, double std = 0.02)
     {
@@ -64,9 +70,6 @@ public class BlipForConditionalGeneration : nn.Module<VisionLanguageInputs, Visi
     }
     public LanguageModel LanguageModel => language_model ?? throw new InvalidOperationException("the language model was not built");
     public BlipVisionModel VisionModel => vision_model ?? throw new InvalidOperationException("the vision model was not built");
-
-    /// <summary>The top-level component names, in HF order.</summary>
-    public static readonly string[] ComponentNames = { "vision_model", "qformer", "query_tokens", "language_projection", "language_model" };
 
     /// <summary>Image and instruction → projected query tokens [B, Q, D], with the intermediates.</summary>
     public (Tensor Vision, Tensor QueryOutput, Tensor Projected) EncodeImage(Tensor pixelValues, Tensor? qformerInputIds, Tensor? qformerAttentionMask)
@@ -77,6 +80,7 @@ public class BlipForConditionalGeneration : nn.Module<VisionLanguageInputs, Visi
         var hidden = qformer.call(new QFormerInputs(queries, image, Config.IsInstructBlip ? qformerInputIds : null, qformerAttentionMask));
         var queryOutput = hidden[.., ..(int)Config.NumQueryTokens];                                   // [B, Q, Hq]
         var projected = language_projection.call(queryOutput);                                       // [B, Q, D]
+        Context.Publish(ForwardContext.VisualFeatures, projected);                                   // x_v: the visual tokens the LM sees
         return (image.MoveToOuterDisposeScope(), queryOutput.MoveToOuterDisposeScope(), projected.MoveToOuterDisposeScope());
     }
 
@@ -94,58 +98,48 @@ public class BlipForConditionalGeneration : nn.Module<VisionLanguageInputs, Visi
     public override VisionLanguageOutput forward(VisionLanguageInputs input)
     {
         using var scope = torch.NewDisposeScope();
+        using var published = Context.Begin();
+        if (Config.IsInstructBlip && input.QFormerInputIds is null) throw new BadInputException("InstructBLIP inputs need 'qformer_input_ids'");
         var (image, queryOutput, projected) = EncodeImage(input.PixelValues, input.QFormerInputIds, input.QFormerAttentionMask);
         var (embeds, mask) = AssembleInputs(projected, input.InputIds, input.AttentionMask);
-        var lm = LanguageModel;
-        Tensor logits;
+        var logits = LanguageModel.Logits(embeds, mask, input.Labels, input.DecoderInputIds, input.DecoderAttentionMask);
         Tensor? loss = null;
-        if (lm.IsEncoderDecoder)
+        if (input.Labels is not null)
         {
-            var t5 = (T5Model)lm;
-            var decoderIds = input.DecoderInputIds ?? (input.Labels is null ? null : t5.ShiftRight(input.Labels))
-                ?? throw new BadInputException("T5 needs decoder_input_ids or labels");
-            logits = t5.Seq2SeqLogits(embeds, mask, decoderIds, input.DecoderAttentionMask);
-            if (input.Labels is not null)
-                loss = F.cross_entropy(logits.reshape(-1, logits.shape[^1]).to(ScalarType.Float32), input.Labels.reshape(-1), ignore_index: -100);
+            var (predicted, targets) = LanguageModel.AlignWithLabels(logits, input.Labels);
+            loss = F.cross_entropy(predicted.reshape(-1, logits.shape[^1]).to(ScalarType.Float32), targets.reshape(-1), ignore_index: -100);
         }
-        else
+        var intermediates = new Dictionary<string, Tensor>
         {
-            logits = lm.CausalLogits(embeds, mask);
-            if (input.Labels is not null)
-            {
-                // HF legacy path: the labels cover the text part; predict token t + 1 from position t.
-                long n = input.Labels.shape[1];
-                var textLogits = logits[.., ^(int)n..];
-                var shifted = textLogits[.., ..^1].reshape(-1, logits.shape[^1]).to(ScalarType.Float32);
-                loss = F.cross_entropy(shifted, input.Labels[.., 1..].reshape(-1), ignore_index: -100);
-            }
-        }
-        return new VisionLanguageOutput(image.MoveToOuterDisposeScope(), queryOutput.MoveToOuterDisposeScope(),
-            projected.MoveToOuterDisposeScope(), logits.MoveToOuterDisposeScope(), loss?.MoveToOuterDisposeScope());
+            ["vision_last_hidden_state"] = image.MoveToOuterDisposeScope(),
+            ["qformer_query_output"] = queryOutput.MoveToOuterDisposeScope(),
+            ["language_projection_output"] = projected.MoveToOuterDisposeScope(),
+        };
+        return new VisionLanguageOutput(logits.MoveToOuterDisposeScope(), loss?.MoveToOuterDisposeScope(), projected, intermediates);
     }
-}
 
-/// <summary>HF forward arguments of the composites (names as in Transformers).</summary>
-public sealed record VisionLanguageInputs(
-    Tensor PixelValues,
-    Tensor InputIds,
-    Tensor? AttentionMask = null,
-    Tensor? QFormerInputIds = null,
-    Tensor? QFormerAttentionMask = null,
-    Tensor? DecoderInputIds = null,
-    Tensor? DecoderAttentionMask = null,
-    Tensor? Labels = null);
+    public override Tensor CandidateTokenNll(VisionLanguageInputs candidates)
+    {
+        using var scope = torch.NewDisposeScope();
+        using var published = Context.Begin();
+        var labels = candidates.Labels ?? throw new ArgumentException("candidate batches carry the candidates as labels");
+        long n = candidates.InputIds.shape[0];
+        var (_, _, projected) = EncodeImage(candidates.PixelValues, candidates.QFormerInputIds, candidates.QFormerAttentionMask);
+        var projectedN = projected.expand(n, -1, -1);                                                // one image, n candidates
+        Context.Publish(ForwardContext.VisualFeatures, projectedN);
+        var (embeds, mask) = AssembleInputs(projectedN, candidates.InputIds, candidates.AttentionMask);
+        var logits = LanguageModel.Logits(embeds, mask, labels);
+        var (predicted, targets) = LanguageModel.AlignWithLabels(logits, labels);
+        return TokenNll(predicted, targets).MoveToOuterDisposeScope();
+    }
 
-/// <summary>The named intermediate outputs (what <c>vlpeft forward</c> writes for parity checks).</summary>
-public sealed record VisionLanguageOutput(
-    Tensor VisionLastHiddenState,
-    Tensor QFormerQueryOutput,
-    Tensor LanguageProjectionOutput,
-    Tensor Logits,
-    Tensor? Loss);
+    /// <summary>The context stays published while the decoder runs: generation steps call the LM again.</summary>
+    public override IncrementalDecoder StartDecoding(VisionLanguageInputs prompt)
+    {
+        var (_, _, projected) = EncodeImage(prompt.PixelValues, prompt.QFormerInputIds, prompt.QFormerAttentionMask);
+        var (embeds, mask) = AssembleInputs(projected, prompt.InputIds, prompt.AttentionMask);
+        return LanguageModel.StartDecoding(embeds, mask);
+    }
 
-/// <summary>Builds the composite a config describes.</summary>
-public static class VisionLanguageModels
-{
-    public static BlipForConditionalGeneration Create(MultimodalConfig config, ModelBuildOptions? options = null) => new(config, options);
+    public override Tensor EmbedTokens(Tensor ids) => LanguageModel.EmbedTokens(ids);
 }

@@ -1,5 +1,6 @@
 using TorchSharp;
 using VlPeft.Imaging;
+using VlPeft.Models;
 using VlPeft.Text.Tokenizers;
 using static TorchSharp.torch;
 
@@ -10,7 +11,7 @@ namespace VlPeft.Models.Multimodal;
 /// through the Q-Former tokenizer (truncated from the left to <see cref="MaxTextTokens"/>) and the LM
 /// tokenizer, answers through the LM tokenizer (with EOS), assembled the LAVIS way by <see cref="LmBatch"/>.
 /// </summary>
-public sealed class BlipProcessor
+public sealed class BlipProcessor : VisionLanguageProcessor
 {
     public BlipProcessor(TextTokenizer lmTokenizer, TextTokenizer? qformerTokenizer, ImagePipeline images, bool decoderOnly,
         int maxTextTokens = 128, int maxOutputTokens = 256)
@@ -69,12 +70,33 @@ public sealed class BlipProcessor
     }
 
     /// <summary>A training batch: pixels, Q-Former text, LM inputs and masked labels.</summary>
-    public VisionLanguageInputs TrainingBatch(IReadOnlyList<(string? Image, string Instruction, string Answer)> examples, Random? augment)
+    public override VisionLanguageInputs TrainingBatch(IReadOnlyList<TextExample> examples, Random? augment = null)
     {
-        var lm = LmBatch.Build(examples.Select(e => InstructionIds(e.Instruction)).ToList(), examples.Select(e => AnswerIds(e.Answer)).ToList(),
+        var lm = LmBatch.Build(examples.Select(e => InstructionIds(e.Instruction)).ToList(), examples.Select(e => AnswerIds(e.Target)).ToList(),
             DecoderOnly, PadId, MaxTextTokens, MaxOutputTokens);
         var q = QFormerText(examples.Select(e => e.Instruction).ToList());
-        return new VisionLanguageInputs(Pixels(examples.Select(e => e.Image).ToList(), augment), lm.InputIds, lm.AttentionMask,
+        return new VisionLanguageInputs(Pixels(examples.Select(e => e.ImagePath).ToList(), augment), lm.InputIds, lm.AttentionMask,
             q?.Ids, q?.Mask, Labels: lm.Labels);
     }
+
+    /// <summary>The LM input is not truncated when ranking (the Q-Former text still is), as in LAVIS.</summary>
+    public override VisionLanguageInputs CandidateBatch(string? imagePath, string instruction, IReadOnlyList<string> candidates)
+    {
+        var prompt = InstructionIds(instruction, truncate: false);
+        var lm = LmBatch.Build(Enumerable.Repeat(prompt, candidates.Count).ToList(), candidates.Select(AnswerIds).ToList(), DecoderOnly, PadId,
+            int.MaxValue, MaxOutputTokens);
+        var q = QFormerText(new[] { instruction });
+        return new VisionLanguageInputs(Pixels(new[] { imagePath }), lm.InputIds, lm.AttentionMask, q?.Ids, q?.Mask, Labels: lm.Labels);
+    }
+
+    public override VisionLanguageInputs PromptBatch(string? imagePath, string instruction)
+    {
+        var ids = torch.tensor(InstructionIds(instruction).Select(i => (long)i).ToArray()).unsqueeze(0);
+        var q = QFormerText(new[] { instruction });
+        return new VisionLanguageInputs(Pixels(new[] { imagePath }), ids, null, q?.Ids, q?.Mask);
+    }
+
+    public override int? EosId => LmTokenizer.EosId;
+
+    public override string Decode(IReadOnlyList<int> ids) => LmTokenizer.Decode(ids).Trim();
 }

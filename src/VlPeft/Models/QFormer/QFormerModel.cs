@@ -110,8 +110,8 @@ sealed class QFormerLayer : nn.Module
     readonly QFormerOutput? output;
     readonly QFormerIntermediate intermediate_query;
     readonly QFormerOutput output_query;
-    public readonly AdapterSite adapter_after_attention = new(AdapterPlacement.AfterAttentionOutput);
-    public readonly AdapterSite adapter_after_ffn = new(AdapterPlacement.AfterFeedForwardOutput);
+    // Houlsby's post-LN placement: inside the self-attention and FFN outputs, after the dense, before residual + LayerNorm.
+    public readonly AdapterSite adapter_after_attention, adapter_after_ffn;
 
     public QFormerLayer(QFormerConfig c, int index, bool withText, Device? device) : base("layer")
     {
@@ -124,22 +124,24 @@ sealed class QFormerLayer : nn.Module
         }
         intermediate_query = new QFormerIntermediate(c, device);
         output_query = new QFormerOutput(c, device);
+        adapter_after_attention = new AdapterSite(AdapterPlacement.AfterAttentionOutput, c.HiddenSize);
+        adapter_after_ffn = new AdapterSite(AdapterPlacement.AfterFeedForwardOutput, c.HiddenSize);
         RegisterComponents();
     }
 
     public Tensor Run(Tensor h, Tensor? mask, Tensor image, long queries)
     {
         using var scope = torch.NewDisposeScope();
-        var attended = adapter_after_attention.call(attention.Run(h, h, mask));        // [B, Q + L, H]
+        var attended = attention.Run(h, h, mask, adapter_after_attention);            // [B, Q + L, H]
         var query = attended[.., ..(int)queries];
         if (crossattention != null) query = crossattention.Run(query, image, null);   // queries attend to the image
-        var result = output_query.Run(intermediate_query.call(query), query);
+        var result = output_query.Run(intermediate_query.call(query), query, adapter_after_ffn);
         if (attended.shape[1] > queries)
         {
             var text = attended[.., (int)queries..];
-            result = torch.cat(new[] { result, output!.Run(intermediate!.call(text), text) }, 1);
+            result = torch.cat(new[] { result, output!.Run(intermediate!.call(text), text, adapter_after_ffn) }, 1);
         }
-        return adapter_after_ffn.call(result).MoveToOuterDisposeScope();
+        return result.MoveToOuterDisposeScope();
     }
 }
 
@@ -156,7 +158,7 @@ sealed class QFormerAttention : nn.Module
         RegisterComponents();
     }
 
-    public Tensor Run(Tensor h, Tensor memory, Tensor? mask) => output.Run(attention.Run(h, memory, mask), h);
+    public Tensor Run(Tensor h, Tensor memory, Tensor? mask, AdapterSite? site = null) => output.Run(attention.Run(h, memory, mask), h, site);
 }
 
 sealed class QFormerSelfAttention : nn.Module
@@ -202,7 +204,7 @@ sealed class QFormerIntermediate : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor h) => act(dense.call(h));
 }
 
-/// <summary>LayerNorm(dropout(dense(x)) + residual); <c>LayerNorm</c> keeps BERT's capitalised name.</summary>
+/// <summary>LayerNorm(site(dropout(dense(x))) + residual); <c>LayerNorm</c> keeps BERT's capitalised name.</summary>
 sealed class QFormerOutput : nn.Module
 {
     readonly Nn.Linear dense;
@@ -217,5 +219,9 @@ sealed class QFormerOutput : nn.Module
         RegisterComponents();
     }
 
-    public Tensor Run(Tensor x, Tensor residual) => LayerNorm.call(F.dropout(dense.call(x), dropout, training) + residual);
+    public Tensor Run(Tensor x, Tensor residual, AdapterSite? site = null)
+    {
+        var y = F.dropout(dense.call(x), dropout, training);
+        return LayerNorm.call((site is null ? y : site.call(y)) + residual);
+    }
 }

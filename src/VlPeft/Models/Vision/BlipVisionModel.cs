@@ -80,8 +80,7 @@ sealed class BlipVisionLayer : nn.Module<Tensor, Tensor>
     readonly LayerNorm layer_norm1, layer_norm2;
     readonly BlipVisionAttention self_attn;
     readonly BlipVisionMlp mlp;
-    public readonly AdapterSite adapter_before_attention = new(AdapterPlacement.BeforeAttention);
-    public readonly AdapterSite adapter_before_ffn = new(AdapterPlacement.BeforeFeedForward);
+    public readonly AdapterSite adapter_before_attention, adapter_before_ffn;
 
     public BlipVisionLayer(VisionConfig c, Device? device) : base("layer")
     {
@@ -89,13 +88,15 @@ sealed class BlipVisionLayer : nn.Module<Tensor, Tensor>
         self_attn = new BlipVisionAttention(c, device);
         layer_norm2 = new LayerNorm(c.HiddenSize, c.LayerNormEps, device: device);
         mlp = new BlipVisionMlp(c, device);
+        adapter_before_attention = new AdapterSite(AdapterPlacement.BeforeAttention, c.HiddenSize);
+        adapter_before_ffn = new AdapterSite(AdapterPlacement.BeforeFeedForward, c.HiddenSize);
         RegisterComponents();
     }
 
     public override Tensor forward(Tensor h)
     {
-        h = h + self_attn.call(layer_norm1.call(adapter_before_attention.call(h)));
-        return h + mlp.call(layer_norm2.call(adapter_before_ffn.call(h)));
+        h = h + self_attn.call(adapter_before_attention.call(layer_norm1.call(h)));   // sites take the normed input
+        return h + mlp.call(adapter_before_ffn.call(layer_norm2.call(h)));
     }
 }
 

@@ -28,6 +28,15 @@ public sealed record AdaLoraConfig : PeftConfig
     /// <summary>Ignored by AdaLoRA (HF warns when it is not 8); kept for the file.</summary>
     public int R { get; init; } = 8;
 
+    public override PeftTuner CreateTuner(string adapterName) => new AdaLoraTuner(this, adapterName);
+
+    /// <summary>An experiment need not count its steps: total_step is filled from the run when not given.</summary>
+    public override PeftConfig ForTraining(int totalSteps) => TotalStep > 0 ? this : this with { TotalStep = totalSteps };
+
+    public override string? ConflictWith(IEnumerable<PeftConfig> existing) =>
+        !InferenceMode && existing.Any(c => c is AdaLoraConfig { InferenceMode: false })
+            ? "AdaLoRA allows only one trainable adapter (HF PEFT); load others with inference mode" : null;
+
     public override void Validate()
     {
         base.Validate();
@@ -70,7 +79,7 @@ public sealed record AdaLoraConfig : PeftConfig
         return json;
     }
 
-    internal static AdaLoraConfig Read(ConfigJson json)
+    public static AdaLoraConfig Read(ConfigJson json)
     {
         var config = WithCommon(new AdaLoraConfig
         {

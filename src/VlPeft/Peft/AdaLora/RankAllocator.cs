@@ -19,7 +19,8 @@ public sealed class RankAllocator
     {
         this.config = config;
         this.modules = modules;
-        InitialBudget = config.InitR * modules.Count;
+        // The sum of the current ranks: a pruned adapter loaded to train on starts from what it kept.
+        InitialBudget = modules.Sum(m => (int)m.Adapter.StoredRank);
         TargetBudget = config.TargetR * modules.Count;
     }
 

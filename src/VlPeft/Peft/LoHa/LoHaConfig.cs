@@ -14,6 +14,8 @@ public sealed record LoHaConfig : PeftConfig
     public IReadOnlyDictionary<string, int> RankPattern { get; init; } = new Dictionary<string, int>();
     public IReadOnlyDictionary<string, double> AlphaPattern { get; init; } = new Dictionary<string, double>();
 
+    public override PeftTuner CreateTuner(string adapterName) => new LoHaTuner(this, adapterName);
+
     public override void Validate()
     {
         base.Validate();
@@ -37,7 +39,7 @@ public sealed record LoHaConfig : PeftConfig
         return json;
     }
 
-    internal static LoHaConfig Read(ConfigJson json)
+    public static LoHaConfig Read(ConfigJson json)
     {
         var config = WithCommon(new LoHaConfig
         {

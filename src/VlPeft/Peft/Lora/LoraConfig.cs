@@ -26,13 +26,24 @@ public sealed record LoraConfig : PeftConfig
     /// <summary>lora_B gets a bias (merged into the base bias).</summary>
     public bool LoraBias { get; init; }
 
+    public override PeftTuner CreateTuner(string adapterName) => new LoraTuner(this, adapterName);
+
+    /// <summary>EVA initialises A from activations' SVD on data; VlPeft only loads EVA adapters already trained.</summary>
+    public override PeftConfig ForTraining(int totalSteps) => InitLoraWeights == "eva"
+        ? throw new BadInputException("init_lora_weights 'eva' (data-driven initialisation) is not implemented for new adapters; a saved EVA adapter loads as a plain LoRA")
+        : this;
+
     public override void Validate()
     {
         base.Validate();
         if (R <= 0) throw new BadInputException($"r must be a positive integer, got {R}");
         if (Bias is not ("none" or "all" or "lora_only")) throw new BadInputException($"bias must be none, all or lora_only, got '{Bias}'");
-        if (InitLoraWeights is not ("true" or "false" or "gaussian"))
-            throw new BadInputException($"init_lora_weights '{InitLoraWeights}' is not supported (true, false, gaussian are)");
+        // "eva" is accepted: once saved it is a plain LoRA. pissa, olora, loftq, corda change the base weights: refused.
+        if (InitLoraWeights is not ("true" or "false" or "gaussian" or "eva"))
+            throw new BadInputException($"init_lora_weights '{InitLoraWeights}' is not supported (true, false, gaussian, eva are; methods that rewrite the base weights are not)");
+        // As HF PEFT's LoraConfig.__post_init__: a DoRA merge would drop the bias delta, and gaussian init has no defined bias.
+        if (LoraBias && UseDora) throw new BadInputException("lora_bias cannot be used together with use_dora");
+        if (LoraBias && InitLoraWeights == "gaussian") throw new BadInputException("lora_bias cannot be used with init_lora_weights 'gaussian'");
         if (LoraDropout is < 0 or >= 1) throw new BadInputException($"lora_dropout must be in [0, 1), got {LoraDropout}");
     }
 
@@ -67,7 +78,7 @@ public sealed record LoraConfig : PeftConfig
         return json;
     }
 
-    internal static LoraConfig Read(ConfigJson json) => WithCommon(new LoraConfig
+    public static LoraConfig Read(ConfigJson json) => WithCommon(new LoraConfig
     {
         R = json.Get("r", 8),
         LoraAlpha = json.Get("lora_alpha", 8.0),

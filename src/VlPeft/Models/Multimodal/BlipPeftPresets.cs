@@ -2,28 +2,7 @@ using VlPeft.Models.Configs;
 using VlPeft.Peft;
 using VlPeft.Peft.Lora;
 
-namespace VlPeft.Experiments;
-
-/// <summary>
-/// A way to fine-tune a BLIP-2/InstructBLIP model: optional LoRA targets and the base-model parts
-/// trained in full alongside them (everything else frozen).
-/// </summary>
-public sealed record TrainingPlan(string Name, PeftConfig? Peft, IReadOnlyList<string> TrainInFull)
-{
-    /// <summary>Freezes the model, attaches the adapter and unfreezes the in-full parts.</summary>
-    public PeftModel? Apply(TorchSharp.torch.nn.Module model)
-    {
-        if (Peft is null)
-        {
-            foreach (var (name, p) in model.named_parameters())
-                p.requires_grad = TrainInFull.Any(prefix => name == prefix || name.StartsWith(prefix + ".", StringComparison.Ordinal));
-            return null;
-        }
-        var peft = PeftModel.Create(model, Peft);
-        peft.TrainInFull(TrainInFull);
-        return peft;
-    }
-}
+namespace VlPeft.Models.Multimodal;
 
 /// <summary>
 /// The experiment families of the Q-Former PEFT paper (peft-methods.md §6): LoRA on chosen
@@ -31,14 +10,18 @@ public sealed record TrainingPlan(string Name, PeftConfig? Peft, IReadOnlyList<s
 /// and the projection always trained; the LLM-LoRA family also trains the whole Q-Former; and the
 /// full-Q-Former baseline without LoRA.
 /// </summary>
-public static class PeftPresets
+public static class BlipPeftPresets
 {
     const string Layer = @"qformer\.encoder\.layer\.\d+\.";
     const string QFormerSelf = Layer + @"attention\.attention\.(query|value)";
     const string QFormerCross = Layer + @"crossattention\.(attention\.(query|key|value)|output\.dense)";
     const string QFormerFfn = Layer + @"(intermediate|output|intermediate_query|output_query)\.dense";
 
-    static readonly string[] QueriesAndProjection = { "query_tokens", "language_projection" };
+    // InstructBLIP_PEFT freezes only LAVIS's visual_encoder: ln_vision (HF: vision_model.post_layernorm), the query
+    // tokens and the projection stay trainable in every experiment.
+    const string VisionNorm = "vision_model.post_layernorm";
+    static readonly string[] QueriesAndProjection = { "query_tokens", "language_projection", VisionNorm };
+    static readonly string[] WholeQFormer = { "qformer", "query_tokens", "language_projection", VisionNorm };
 
     public static IReadOnlyList<string> Names { get; } = new[]
     {
@@ -56,11 +39,11 @@ public static class PeftPresets
             "qformer-lora-cross" => Lora(name, QFormerCross, rank, QueriesAndProjection),
             "qformer-lora-ffn" => Lora(name, QFormerFfn, rank, QueriesAndProjection),
             "qformer-lora-all" => Lora(name, qformerAll, rank, QueriesAndProjection),
-            "llm-lora-attn" => Lora(name, LlmAttention(config.Text), rank, new[] { "qformer", "query_tokens", "language_projection" }),
-            "llm-lora-ffn" => Lora(name, LlmFfn(config.Text), rank, new[] { "qformer", "query_tokens", "language_projection" }),
-            "llm-lora-all" => Lora(name, llmAll, rank, new[] { "qformer", "query_tokens", "language_projection" }),
+            "llm-lora-attn" => Lora(name, LlmAttention(config.Text), rank, WholeQFormer),
+            "llm-lora-ffn" => Lora(name, LlmFfn(config.Text), rank, WholeQFormer),
+            "llm-lora-all" => Lora(name, llmAll, rank, WholeQFormer),
             "qformer-llm-lora" => Lora(name, $"{qformerAll}|{llmAll}", rank, QueriesAndProjection),
-            "qformer-full" => new TrainingPlan(name, null, new[] { "qformer", "query_tokens", "language_projection" }),
+            "qformer-full" => new TrainingPlan(name, null, WholeQFormer),
             _ => throw new BadInputException($"unknown PEFT preset '{name}' (known: {string.Join(", ", Names)})"),
         };
     }
