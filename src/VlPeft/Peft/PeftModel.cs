@@ -52,7 +52,12 @@ public sealed class PeftModel
         attached[name] = list;
         tuner.OnAttached(list);
         if (config.ModulesToSave is { Count: > 0 } save)
+        {
+            // Each adapter's copy starts from the base module, not from another adapter's trained values.
+            foreach (var existing in fullyTrained.Values) existing.Select(false);
             fullyTrained[name] = new ModulesToSave(Model, save);
+            SelectModulesToSave();
+        }
         UpdateTrainable();
     }
 
