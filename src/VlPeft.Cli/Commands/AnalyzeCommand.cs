@@ -1,7 +1,6 @@
 using System.CommandLine;
 using VlPeft.Analysis;
 using VlPeft.Peft;
-using VlPeft.Peft.AdaLora;
 
 namespace VlPeft.Cli.Commands;
 
@@ -15,12 +14,7 @@ static class AnalyzeCommand
         {
             string dir = parse.GetValue(runDir)!;
             string adapter = Directory.Exists(Path.Combine(dir, "adapter")) ? Path.Combine(dir, "adapter") : dir;
-            if (PeftFiles.ReadConfig(adapter) is not AdaLoraConfig { RankPattern: { } pattern })
-                throw new BadInputException("the adapter is not AdaLoRA or has no rank_pattern yet", adapter);
-            int layers = 1 + pattern.Keys.Select(k => System.Text.RegularExpressions.Regex.Match(k, @"qformer\.encoder\.layer\.(\d+)\."))
-                .Where(m => m.Success).Select(m => int.Parse(m.Groups[1].Value)).DefaultIfEmpty(-1).Max();
-            if (layers == 0) throw new BadInputException("the rank pattern names no Q-Former module", adapter);
-            var heatmap = RankHeatmap.FromRankPattern(pattern, layers);
+            var heatmap = RankHeatmap.FromAdapter(adapter);
             File.WriteAllText(Path.Combine(dir, "rank_heatmap.csv"), heatmap.ToCsv());
             heatmap.SavePng(Path.Combine(dir, "rank_heatmap.png"), "AdaLoRA final rank per Q-Former sublayer");
             console.Out.Write(heatmap.ToCsv());

@@ -10,10 +10,10 @@ static class EvalCommand
 {
     public static Command Create(CliConsole console)
     {
-        var config = new Option<string>("--config") { Description = "Experiment file (task, image filter)", Required = true };
-        var model = new Option<string?>("--model") { Description = "HF checkpoint directory" };
-        var data = new Option<string?>("--data") { Description = "Data directory" };
-        var adapter = new Option<string?>("--adapter") { Description = "Adapter directory (HF PEFT format); none evaluates the base model" };
+        var config = SharedOptions.ExperimentFile("Experiment file (task, image filter)");
+        var model = SharedOptions.ModelOverride();
+        var data = SharedOptions.Data();
+        var adapter = SharedOptions.Adapter("Adapter directory (HF PEFT format); none evaluates the base model");
         var split = new Option<string>("--split") { DefaultValueFactory = _ => "test" };
         var predictions = new Option<string?>("--predictions-out") { Description = "Write {\"results\": {id: index}} here" };
         var generate = new Option<bool>("--generate") { Description = "Generate answers and parse them instead of ranking the candidates" };

@@ -10,7 +10,7 @@ static class ForwardCommand
 {
     public static Command Create(CliConsole console)
     {
-        var model = new Option<string>("--model") { Description = "HF checkpoint directory (config.json + safetensors)", Required = true };
+        var model = SharedOptions.Model();
         var inputs = new Option<string>("--inputs") { Description = "safetensors file with pixel_values, input_ids, … named as the HF forward arguments", Required = true };
         var output = new Option<string>("--out") { Description = "safetensors file to write the named outputs to", Required = true };
         var dtype = new Option<string>("--dtype") { Description = "Weights dtype: f32 or bf16", DefaultValueFactory = _ => "f32" };

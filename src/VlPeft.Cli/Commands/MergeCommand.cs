@@ -8,8 +8,8 @@ static class MergeCommand
 {
     public static Command Create(CliConsole console)
     {
-        var model = new Option<string>("--model") { Description = "Base HF checkpoint directory", Required = true };
-        var adapter = new Option<string>("--adapter") { Description = "Adapter directory (adapter_config.json + adapter_model.safetensors)", Required = true };
+        var model = SharedOptions.Model("Base HF checkpoint directory");
+        var adapter = SharedOptions.RequiredAdapter();
         var output = new Option<string>("--out") { Description = "Directory for the merged checkpoint", Required = true };
         var command = new Command("merge", "Fold an adapter into its base model and write a plain HF-style checkpoint") { model, adapter, output };
         command.SetAction(parse => CliApp.Guard(console, () =>

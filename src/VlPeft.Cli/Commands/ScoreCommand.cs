@@ -13,7 +13,7 @@ static class ScoreCommand
     {
         var benchmark = new Argument<string>("benchmark") { Description = string.Join(", ", BenchmarkScoring.Benchmarks) };
         benchmark.AcceptOnlyFromAmong(BenchmarkScoring.Benchmarks);
-        var data = new Option<string>("--data") { Description = "The benchmark as released (see docs/scoring.md for each benchmark's form)", Required = true };
+        var data = new Option<string?>("--data") { Description = "The benchmark as released (docs/data-and-scoring.md gives each benchmark's form); VQAv2 may give --questions and --annotations instead" };
         var predictions = new Option<string>("--predictions") { Description = "Predictions file", Required = true };
         var split = new Option<string?>("--split") { Description = "Split to score (default: test; VQAv2: val2014)" };
         var questions = new Option<string?>("--questions") { Description = "VQAv2 questions JSON (with --annotations, instead of --data)" };
@@ -28,7 +28,7 @@ static class ScoreCommand
         {
             var result = BenchmarkScoring.Score(new ScoreRequest
             {
-                Benchmark = parse.GetValue(benchmark)!, Data = parse.GetValue(data)!, Predictions = parse.GetValue(predictions)!,
+                Benchmark = parse.GetValue(benchmark)!, Data = parse.GetValue(data), Predictions = parse.GetValue(predictions)!,
                 Split = parse.GetValue(split), Questions = parse.GetValue(questions), Annotations = parse.GetValue(annotations),
                 AllowMissing = parse.GetValue(allowMissing), Seed = parse.GetValue(seed),
                 AnswerRule = Enum.Parse<ScienceQaAnswerRule>(parse.GetValue(rule)!, ignoreCase: true),

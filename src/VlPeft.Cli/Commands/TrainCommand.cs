@@ -8,9 +8,9 @@ static class TrainCommand
 {
     public static Command Create(CliConsole console)
     {
-        var config = new Option<string>("--config") { Description = "Experiment file (configs/*.yaml)", Required = true };
-        var data = new Option<string?>("--data") { Description = "Data directory (overrides the file's data:)" };
-        var model = new Option<string?>("--model") { Description = "HF checkpoint directory (overrides the file's model: path:)" };
+        var config = SharedOptions.ExperimentFile();
+        var data = SharedOptions.Data();
+        var model = SharedOptions.ModelOverride();
         var output = new Option<string?>("--out") { Description = "Run directory (default: the file's output:, else runs/<name>)" };
         var epochs = new Option<int?>("--epochs") { Description = "Override the number of epochs" };
         var resume = new Option<bool>("--resume") { Description = "Continue from the run directory's last checkpoint" };

@@ -42,6 +42,26 @@ public sealed record RankHeatmap(IReadOnlyList<int> Layers, IReadOnlyList<string
         return new RankHeatmap(Enumerable.Range(0, layerCount).ToList(), Groups, mean);
     }
 
+    /// <summary>Layers are counted from the paths (the highest Q-Former layer index + 1); an absurd index is refused.</summary>
+    public static RankHeatmap FromRanks(IReadOnlyDictionary<string, int> finalRanks, string? source = null)
+    {
+        var layers = finalRanks.Keys.Select(k => Path.Match(k)).Where(m => m.Success).Select(m => long.Parse(m.Groups[1].Value)).ToList();
+        if (layers.Count == 0) throw new BadInputException("the ranks name no Q-Former module (qformer.encoder.layer.<i>.…)", source);
+        long count = layers.Max() + 1;
+        if (count > MaxLayers) throw new BadInputException($"a rank names Q-Former layer {count - 1}; at most {MaxLayers} layers are drawn", source);
+        return FromRanks(finalRanks, (int)count);
+    }
+
+    const int MaxLayers = 1024;
+
+    /// <summary>The heatmap of a saved adapter whose method learned its ranks (AdaLoRA's rank_pattern).</summary>
+    public static RankHeatmap FromAdapter(string adapterDirectory)
+    {
+        var ranks = Peft.PeftFiles.ReadConfig(adapterDirectory).LearnedRanks()
+            ?? throw new BadInputException("the adapter's method did not learn ranks (AdaLoRA with a rank_pattern does)", adapterDirectory);
+        return FromRanks(ranks, adapterDirectory);
+    }
+
     /// <summary>From an AdaLoRA adapter_config.json rank_pattern (module.lora_E → kept mask).</summary>
     public static RankHeatmap FromRankPattern(IReadOnlyDictionary<string, bool[]> pattern, int layerCount) =>
         FromRanks(pattern.ToDictionary(kv => kv.Key, kv => kv.Value.Count(k => k)), layerCount);

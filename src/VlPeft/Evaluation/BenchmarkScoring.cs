@@ -14,7 +14,8 @@ public sealed record ScoreRequest
 {
     /// <summary>scienceqa, iconqa, vqav2, vizwiz, coco or flickr30k.</summary>
     public required string Benchmark { get; init; }
-    public required string Data { get; init; }
+    /// <summary>The benchmark as released; VQAv2 may give <see cref="Questions"/> and <see cref="Annotations"/> instead.</summary>
+    public string? Data { get; init; }
     public required string Predictions { get; init; }
     /// <summary>Null means the benchmark's usual evaluation split (test; VQAv2: val2014).</summary>
     public string? Split { get; init; }
@@ -45,9 +46,10 @@ public static class BenchmarkScoring
 
     static BenchmarkScore ScienceQa(ScoreRequest r)
     {
-        bool directory = Directory.Exists(r.Data);
-        bool hasSplits = directory && File.Exists(Path.Combine(r.Data, ScienceQaReader.SplitsFile));
-        var records = ScienceQaReader.Read(r.Data, hasSplits ? r.Split ?? "test" : null).Records;
+        string data = RequireData(r);
+        bool directory = Directory.Exists(data);
+        bool hasSplits = directory && File.Exists(Path.Combine(data, ScienceQaReader.SplitsFile));
+        var records = ScienceQaReader.Read(data, hasSplits ? r.Split ?? "test" : null).Records;
         var raw = PredictionFile.ReadKeyed(r.Predictions);
         var missing = PredictionFile.CheckIds(raw, records.Select(x => x.Id), r.AllowMissing, r.Predictions);
         var parser = new ScienceQaAnswerParser(r.AnswerRule, r.Seed);
@@ -67,7 +69,7 @@ public static class BenchmarkScoring
 
     static BenchmarkScore IconQa(ScoreRequest r)
     {
-        var records = IconQaReader.Read(r.Data, r.Split ?? "test").Records;
+        var records = IconQaReader.Read(RequireData(r), r.Split ?? "test").Records;
         var raw = PredictionFile.ReadKeyed(r.Predictions);
         var missing = PredictionFile.CheckIds(raw, records.Select(x => x.Id), r.AllowMissing, r.Predictions);
         var predictions = records.ToDictionary(x => x.Id, x => raw.TryGetValue(x.Id, out var v) ? IconQaIndex(v, x, r.Predictions) : -1);
@@ -92,7 +94,7 @@ public static class BenchmarkScoring
     static BenchmarkScore Vqa(ScoreRequest r)
     {
         string split = r.Split ?? "val2014";
-        var (questions, annotations) = r.Questions != null && r.Annotations != null ? (r.Questions, r.Annotations) : VqaReader.FilesIn(r.Data, split);
+        var (questions, annotations) = r.Questions != null && r.Annotations != null ? (r.Questions, r.Annotations) : VqaReader.FilesIn(RequireData(r), split);
         var records = VqaReader.Read(questions, annotations);
         var (filled, notes) = OpenAnswers(records, r, "question_id");
         return new BenchmarkScore(VqaScorer.Score(records, filled), new[] { ("Overall", "overall") }, notes);
@@ -111,7 +113,7 @@ public static class BenchmarkScoring
 
     static BenchmarkScore VizWiz(ScoreRequest r)
     {
-        var records = VizWizReader.Read(r.Data);
+        var records = VizWizReader.Read(RequireData(r));
         if (records.Any(x => x.Answers.Count == 0)) throw new BadInputException("annotations have no answers (the test split cannot be scored locally)", r.Data);
         var (filled, notes) = OpenAnswers(records, r, "image");
         return new BenchmarkScore(VizWizScorer.Score(records, filled), new[] { ("Overall", "overall") }, notes);
@@ -119,7 +121,7 @@ public static class BenchmarkScoring
 
     static BenchmarkScore Captions(ScoreRequest r)
     {
-        var records = CaptionReader.Read(r.Data, r.Split);
+        var records = CaptionReader.Read(RequireData(r), r.Split);
         var predictions = PredictionFile.ReadList(r.Predictions, "image_id", "caption");
         var missing = PredictionFile.CheckIds(predictions, records.Select(x => x.ImageId), r.AllowMissing, r.Predictions);
         var filled = records.ToDictionary(x => x.ImageId, x => predictions.GetValueOrDefault(x.ImageId, ""));
@@ -130,4 +132,7 @@ public static class BenchmarkScoring
         var table = new[] { ("B@1", "Bleu_1"), ("B@2", "Bleu_2"), ("B@3", "Bleu_3"), ("B@4", "Bleu_4"), ("METEOR", "METEOR"), ("ROUGE-L", "ROUGE_L"), ("CIDEr", "CIDEr"), ("SPICE", "SPICE") };
         return new BenchmarkScore(report, table.Where(t => report.Metrics.ContainsKey(t.Item2)).ToList(), notes);
     }
+
+    static string RequireData(ScoreRequest r) =>
+        r.Data ?? throw new BadInputException(r.Benchmark == "vqav2" ? "give --data, or both --questions and --annotations" : "give --data (the benchmark as released)");
 }

@@ -79,7 +79,7 @@ public static class Demo
                 LearningCurves.SavePng(Path.Combine(result.RunDirectory, "metrics.jsonl"), Path.Combine(result.RunDirectory, "learning_curves.png"), config.Name);
                 if (method == "adalora" && result.FinalRanks is { } ranks)
                 {
-                    var heatmap = RankHeatmap.FromRanks(ranks, 1 + ranks.Keys.Select(k => int.Parse(k.Split('.')[3])).Max());
+                    var heatmap = RankHeatmap.FromRanks(ranks);
                     File.WriteAllText(Path.Combine(options.Output, $"rank_heatmap_{task}.csv"), heatmap.ToCsv());
                     heatmap.SavePng(Path.Combine(options.Output, $"rank_heatmap_{task}.png"), $"AdaLoRA final ranks ({task})");
                 }

@@ -18,6 +18,9 @@ public abstract record PeftConfig
     /// <summary>The config completed for a run of <paramref name="totalSteps"/> optimizer steps (AdaLoRA's total_step).</summary>
     public virtual PeftConfig ForTraining(int totalSteps) => this;
 
+    /// <summary>Ranks per module that training learned and the config records (AdaLoRA's rank_pattern), or null.</summary>
+    public virtual IReadOnlyDictionary<string, int>? LearnedRanks() => null;
+
     /// <summary>Why this config cannot join adapters already attached with <paramref name="existing"/>, or null.</summary>
     public virtual string? ConflictWith(IEnumerable<PeftConfig> existing) => null;
 

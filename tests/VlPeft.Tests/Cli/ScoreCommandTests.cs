@@ -75,6 +75,14 @@ public class ScoreCommandTests
         var vqa = CliRunner.Run("score", "vqav2", "--data", dir.Path, "--predictions", dir.File("vqa_pred.json"), "--json");
         Assert.True(vqa.ExitCode == 0, vqa.Err);
         Assert.Equal(80.0, JsonDocument.Parse(vqa.Out).RootElement.GetProperty("metrics").GetProperty("overall").GetDouble()); // (0.6 + 1) / 2
+        // --questions and --annotations replace --data, as the help says.
+        var files = CliRunner.Run("score", "vqav2", "--questions", dir.File("v2_OpenEnded_mscoco_val2014_questions.json"),
+            "--annotations", dir.File("v2_mscoco_val2014_annotations.json"), "--predictions", dir.File("vqa_pred.json"), "--json");
+        Assert.True(files.ExitCode == 0, files.Err);
+        Assert.Equal(80.0, JsonDocument.Parse(files.Out).RootElement.GetProperty("metrics").GetProperty("overall").GetDouble());
+        var neither = CliRunner.Run("score", "vqav2", "--predictions", dir.File("vqa_pred.json"));
+        Assert.Equal(2, neither.ExitCode);
+        Assert.Contains("give --data, or both --questions and --annotations", neither.Err);
 
         File.WriteAllText(dir.File("val.json"), "[{\"image\":\"a.jpg\",\"question\":\"?\",\"answers\":" + Answers(Enumerable.Repeat("unanswerable", 10).ToArray()) + ",\"answer_type\":\"unanswerable\"}]");
         File.WriteAllText(dir.File("viz_pred.json"), "[{\"image\":\"a.jpg\",\"answer\":\"Unanswerable.\"}]");

@@ -51,8 +51,17 @@ public class AnalysisTests
         Assert.Equal((640, 520), (png.Width, png.Height));
         Assert.Contains("rank_heatmap.png", output);
 
+        // A layer index far beyond any model is refused rather than drawn as a million-row table.
+        var absurd = config with { RankPattern = new Dictionary<string, bool[]> { ["qformer.encoder.layer.999999.intermediate.dense.lora_E"] = new[] { true, false, false } } };
+        File.WriteAllText(dir.File("adapter/adapter_config.json"), absurd.ToJsonText());
+        var refused = CliRunner.Run("analyze", "ranks", dir.Path);
+        Assert.Equal(2, refused.ExitCode);
+        Assert.Contains("layer 999999", refused.Err);
+
         File.WriteAllText(dir.File("adapter/adapter_config.json"), new VlPeft.Peft.Lora.LoraConfig { TargetModules = ModuleSelector.FromNames("q") }.ToJsonText());
-        Assert.Equal(2, CliRunner.Run("analyze", "ranks", dir.Path).ExitCode);
+        var lora = CliRunner.Run("analyze", "ranks", dir.Path);
+        Assert.Equal(2, lora.ExitCode);
+        Assert.Contains("did not learn ranks", lora.Err);
     }
 
     [Fact]

@@ -33,6 +33,10 @@ public sealed record AdaLoraConfig : PeftConfig
     /// <summary>An experiment need not count its steps: total_step is filled from the run when not given.</summary>
     public override PeftConfig ForTraining(int totalSteps) => TotalStep > 0 ? this : this with { TotalStep = totalSteps };
 
+    /// <summary>Kept ranks per module path (rank_pattern keys are <c>path.lora_E</c>).</summary>
+    public override IReadOnlyDictionary<string, int>? LearnedRanks() =>
+        RankPattern?.ToDictionary(kv => kv.Key.EndsWith(".lora_E") ? kv.Key[..^".lora_E".Length] : kv.Key, kv => kv.Value.Count(k => k));
+
     public override string? ConflictWith(IEnumerable<PeftConfig> existing) =>
         !InferenceMode && existing.Any(c => c is AdaLoraConfig { InferenceMode: false })
             ? "AdaLoRA allows only one trainable adapter (HF PEFT); load others with inference mode" : null;
