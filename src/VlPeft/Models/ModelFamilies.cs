@@ -33,15 +33,7 @@ public static class ModelFamilies
     /// <summary>The model_type of a config.json text.</summary>
     public static string ModelTypeOf(string configJson, string file)
     {
-        JsonObject root;
-        try
-        {
-            root = JsonNode.Parse(configJson) as JsonObject ?? throw new BadInputException("config.json is not a JSON object", file);
-        }
-        catch (JsonException e)
-        {
-            throw new BadInputException($"config.json is not valid JSON: {e.Message}", file);
-        }
+        var root = JsonObjects.Parse(configJson, file, "config.json");
         return root["model_type"] is JsonValue v && v.TryGetValue(out string? type) ? type! : throw new BadInputException("config.json has no model_type", file);
     }
 

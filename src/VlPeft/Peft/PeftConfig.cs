@@ -47,6 +47,8 @@ public abstract record PeftConfig
             throw new BadInputException("layers_pattern requires layers_to_transform");
         if (LayersToTransform is { Count: > 0 } && TargetModules.Regex != null && !TargetModules.IsAllLinear)
             throw new BadInputException("layers_to_transform cannot be used when target_modules is a regex string (HF PEFT): list the module names instead");
+        if (LayersPattern is { Count: > 0 } && TargetModules.Regex != null && !TargetModules.IsAllLinear)
+            throw new BadInputException("layers_pattern cannot be used when target_modules is a regex string (HF PEFT)");
     }
 
     /// <summary>The config as HF PEFT writes it (keys sorted on output).</summary>
@@ -97,15 +99,7 @@ public abstract record PeftConfig
     /// <summary>Parses an adapter_config.json text; unknown keys are reported through <see cref="Log"/>.</summary>
     public static PeftConfig Parse(string jsonText, string file)
     {
-        JsonObject obj;
-        try
-        {
-            obj = JsonNode.Parse(jsonText) as JsonObject ?? throw new BadInputException("adapter config is not a JSON object", file);
-        }
-        catch (JsonException e)
-        {
-            throw new BadInputException($"adapter config is not valid JSON: {e.Message}", file);
-        }
+        var obj = JsonObjects.Parse(jsonText, file, "adapter config");
         var config = FromJson(obj, file, strict: false);
         try
         {

@@ -57,35 +57,29 @@ public static class TargetMatcher
                 .Where(n => n != "lm_head").Distinct().ToArray();
             config = config with { TargetModules = ModuleSelector.FromNames(names) };
         }
-        var found = new List<(string, Linear)>();
-        foreach (var (path, module) in modules)
-        {
-            if (!IsTarget(config, path)) continue;
-            if (module is not Linear linear)
-                throw new BadInputException($"target module '{path}' is a {module.GetType().Name}; only linear layers can be adapted");
-            found.Add((path, linear));
-        }
-        if (found.Count == 0)
-            throw new BadInputException($"target modules {config.TargetModules} not found in the base model; check the module names");
-        return found;
+        return Find<Linear>(modules, config, "only linear layers can be adapted", $"target modules {config.TargetModules} not found in the base model; check the module names");
     }
 
     /// <summary>
     /// The adapter sites the config selects, by the same rules (site paths such as
     /// <c>language_model.model.layers.3.adapter_before_attention</c>). No match is an error.
     /// </summary>
-    public static IReadOnlyList<(string Path, AdapterSite Site)> FindSites(nn.Module model, PeftConfig config)
+    public static IReadOnlyList<(string Path, AdapterSite Site)> FindSites(nn.Module model, PeftConfig config) =>
+        Find<AdapterSite>(OrdinaryModules(model).ToList(), config,
+            $"{config.PeftType} attaches at adapter sites (…adapter_before_attention, …adapter_after_ffn)",
+            $"target modules {config.TargetModules} match no adapter site of the base model; check the site names");
+
+    /// <summary>The selected modules, each of which must be a <typeparamref name="T"/>; no match is an error, as in HF PEFT.</summary>
+    static IReadOnlyList<(string, T)> Find<T>(IEnumerable<(string Path, nn.Module Module)> modules, PeftConfig config, string wrongKind, string noMatch) where T : nn.Module
     {
-        var found = new List<(string, AdapterSite)>();
-        foreach (var (path, module) in OrdinaryModules(model))
+        var found = new List<(string, T)>();
+        foreach (var (path, module) in modules)
         {
             if (!IsTarget(config, path)) continue;
-            if (module is not AdapterSite site)
-                throw new BadInputException($"target module '{path}' is a {module.GetType().Name}; {config.PeftType} attaches at adapter sites (…adapter_before_attention, …adapter_after_ffn)");
-            found.Add((path, site));
+            if (module is not T target) throw new BadInputException($"target module '{path}' is a {module.GetType().Name}; {wrongKind}");
+            found.Add((path, target));
         }
-        if (found.Count == 0)
-            throw new BadInputException($"target modules {config.TargetModules} match no adapter site of the base model; check the site names");
+        if (found.Count == 0) throw new BadInputException(noMatch);
         return found;
     }
 

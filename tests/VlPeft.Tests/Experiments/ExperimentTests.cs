@@ -98,6 +98,9 @@ public class ExperimentTests
         var missing = CliRunner.Run("predict", "--model", dir.File("pretrain/model"), "--image", dir.File("none.png"), "--question", "?");
         Assert.Equal(2, missing.ExitCode);
         Assert.Contains("image file not found", missing.Err);
+        var empty = CliRunner.Run("predict", "--model", dir.File("pretrain/model"), "--image", record.ImagePath!, "--question", "?", "--choices", "");
+        Assert.Equal(2, empty.ExitCode);
+        Assert.Contains("choices must be non-empty", empty.Err);
     }
 
     [Fact]

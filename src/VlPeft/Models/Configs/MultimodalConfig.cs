@@ -21,15 +21,7 @@ public sealed record MultimodalConfig
     /// <summary>Parses a HF config.json text.</summary>
     public static MultimodalConfig Parse(string json, string file)
     {
-        JsonObject root;
-        try
-        {
-            root = JsonNode.Parse(json) as JsonObject ?? throw new BadInputException("config.json is not a JSON object", file);
-        }
-        catch (JsonException e)
-        {
-            throw new BadInputException($"config.json is not valid JSON: {e.Message}", file);
-        }
+        var root = JsonObjects.Parse(json, file, "config.json");
         string modelType = root["model_type"]?.GetValue<string>() ?? throw new BadInputException("config.json has no model_type", file);
         if (modelType is not ("blip-2" or "instructblip"))
             throw new BadInputException($"model_type '{modelType}' is not supported (blip-2 and instructblip are)", file);
