@@ -26,7 +26,7 @@ static class DemoThroughputBench
                 {
                     Name = $"{method}-{dtype}", Task = "iconqa", Data = data,
                     Model = new ExperimentConfig.ModelSection { Path = baseModel, Dtype = dtype },
-                    Peft = new ExperimentConfig.PeftSection { Method = method, Rank = 4 },
+                    Peft = new() { ["preset"] = method, ["r"] = 4 },
                     Training = new ExperimentConfig.TrainingSection { Epochs = 2, BatchSize = 16, Lr = 2e-3, Patience = null },
                 };
                 var result = ExperimentRunner.Run(config, Path.Combine(root, "runs", config.Name));

@@ -1,7 +1,5 @@
 using System.Diagnostics;
 using VlPeft.Analysis;
-using VlPeft.Experiments;
-using VlPeft.Models.Configs;
 
 namespace VlPeft.Bench;
 
@@ -26,8 +24,7 @@ static class ParamsBench
     static int Child(string model, string plan)
     {
         var watch = Stopwatch.StartNew();
-        var config = ModelPresets.Get(model);
-        var summary = ModelParameterSummary.Compute(config, PeftPresets.Get(plan, config, 8));
+        var summary = ModelParameterSummary.Compute(model, plan, rank: 8, out _);
         double seconds = watch.Elapsed.TotalSeconds;
         long peak = ProcessMemory.PeakRss();
         Console.WriteLine($"{model} + {plan} r=8: total {summary.Total:N0}, trainable {summary.Trainable:N0}; {seconds:F2} s, peak RSS {ProcessMemory.Mb(peak)} (targets < 5 s, < 500 MB)");

@@ -12,6 +12,8 @@ public static class CliApp
     public const int Success = 0;
     public const int InternalFailure = 1;
     public const int BadInput = 2;
+    /// <summary>Training diverged (NaN/Inf loss): a result, with the run directory left resumable.</summary>
+    public const int Diverged = 3;
 
     public static int Run(string[] args, TextWriter output, TextWriter error)
     {
@@ -46,6 +48,12 @@ public static class CliApp
         try
         {
             return body();
+        }
+        catch (VlPeft.Training.TrainingDivergedException e)
+        {
+            // A result, not a crash: the run directory stays resumable from its last good checkpoint.
+            console.Error.WriteLine($"error: training diverged: {e.Message}");
+            return Diverged;
         }
         catch (BadInputException e)
         {

@@ -53,7 +53,9 @@ public sealed record ModelParameterSummary(
         var report = ParameterReport.Of(model);
         var byName = report.Components.ToDictionary(c => c.Name);
         var components = order.Where(byName.ContainsKey).Select(n => byName[n]).ToList();
-        return new ModelParameterSummary(components, report.Groups, report.Total, report.Trainable, report.TrainablePercent,
+        var groupOrder = model.ParameterGroups.Select(g => g.Name).ToList();
+        var groups = report.Groups.OrderBy(g => groupOrder.IndexOf(g.Name) is var i && i >= 0 ? i : int.MaxValue).ToList();
+        return new ModelParameterSummary(components, groups, report.Total, report.Trainable, report.TrainablePercent,
             baseline, baseline == 0 ? 0 : 100.0 * report.Trainable / baseline);
     }
 

@@ -15,6 +15,15 @@ public sealed record GenerationOptions
     public double Temperature { get; init; }
     public double TopP { get; init; } = 1.0;
     public int Seed { get; init; }
+
+    /// <summary>Refuses settings that have no meaning (they would crash or silently fall back).</summary>
+    public void Validate()
+    {
+        if (MaxNewTokens < 1) throw new BadInputException($"max new tokens must be >= 1, got {MaxNewTokens}");
+        if (NumBeams < 1) throw new BadInputException($"--beams must be >= 1, got {NumBeams}");
+        if (!double.IsFinite(Temperature) || Temperature < 0) throw new BadInputException($"--temperature must be a finite number >= 0 (0 = greedy/beam), got {Temperature}");
+        if (!double.IsFinite(TopP) || TopP is <= 0 or > 1) throw new BadInputException($"--top-p must be in (0, 1], got {TopP}");
+    }
 }
 
 /// <summary>
@@ -35,6 +44,7 @@ public sealed class TextGenerator
     public string Generate(string? imagePath, string instruction, GenerationOptions? options = null)
     {
         options ??= new GenerationOptions();
+        options.Validate();
         using var quiet = GcQuietRegion.Enter();   // implicit Scalars must outlive their native calls
         using var scope = torch.NewDisposeScope();
         using var _ = torch.no_grad();

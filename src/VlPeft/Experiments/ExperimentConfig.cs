@@ -64,6 +64,37 @@ public sealed class ExperimentConfig
         /// <summary>Learning rates per parameter group of the model (vision, qformer, connector, language_model, …).</summary>
         public Dictionary<string, double>? LrGroups { get; set; }
 
+        /// <summary>Range checks of every number, so a bad value is one clear line before anything runs.</summary>
+        public void Validate(string source)
+        {
+            void Check(bool ok, string key, object? value, string allowed)
+            {
+                if (!ok) throw new BadInputException($"training: {key} must be {allowed}, got {Format(value)}", source);
+            }
+            Check(double.IsFinite(Lr) && Lr > 0, "lr", Lr, "a finite number > 0");
+            Check(double.IsFinite(MinLr) && MinLr >= 0, "min_lr", MinLr, "a finite number >= 0");
+            Check(double.IsFinite(WeightDecay) && WeightDecay >= 0, "weight_decay", WeightDecay, "a finite number >= 0");
+            Check(WarmupSteps >= 0, "warmup_steps", WarmupSteps, "an integer >= 0");
+            Check(Epochs >= 1, "epochs", Epochs, "an integer >= 1");
+            Check(BatchSize >= 1, "batch_size", BatchSize, "an integer >= 1");
+            Check(GradientAccumulation >= 1, "gradient_accumulation", GradientAccumulation, "an integer >= 1");
+            Check(MaxGradNorm is null || (double.IsFinite(MaxGradNorm.Value) && MaxGradNorm > 0), "max_grad_norm", MaxGradNorm, "a finite number > 0 (or absent)");
+            Check(Patience is null or >= 0, "patience", Patience, "an integer >= 0 (or absent)");
+            Check(MaxTrainExamples is null or >= 1, "max_train_examples", MaxTrainExamples, "an integer >= 1 (or absent)");
+            Check(MaxEvalExamples is null or >= 1, "max_eval_examples", MaxEvalExamples, "an integer >= 1 (or absent)");
+            foreach (var (group, lr) in LrGroups ?? new())
+                Check(double.IsFinite(lr) && lr > 0, $"lr_groups.{group}", lr, "a finite number > 0");
+            if (!LearningRateSchedule.Names.Contains(Schedule))
+                throw new BadInputException($"training: schedule must be one of {string.Join(", ", LearningRateSchedule.Names)}, got '{Schedule}'", source);
+        }
+
+        static string Format(object? value) => value switch
+        {
+            null => "nothing",
+            double d => d.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            _ => value.ToString()!,
+        };
+
         public TrainerOptions ToOptions(IReadOnlyDictionary<string, double>? prefixLearningRates = null) => new()
         {
             LearningRate = Lr, PrefixLearningRates = prefixLearningRates, MinLearningRate = MinLr, Schedule = Schedule, WarmupSteps = WarmupSteps, WeightDecay = WeightDecay,
@@ -80,6 +111,7 @@ public sealed class ExperimentConfig
             var deserializer = new DeserializerBuilder().WithNamingConvention(UnderscoredNamingConvention.Instance).Build();
             var config = deserializer.Deserialize<ExperimentConfig>(File.ReadAllText(path)) ?? new ExperimentConfig();
             if (config.Name.Length == 0) config.Name = System.IO.Path.GetFileNameWithoutExtension(path);
+            config.Training.Validate(path);
             return config;
         }
         catch (YamlException e)

@@ -44,6 +44,7 @@ public static class ExperimentRunner
 {
     public static ExperimentResult Run(ExperimentConfig config, string runDirectory, bool resume = false, string source = "experiment file")
     {
+        config.Training.Validate(source);
         var data = config.Data ?? throw new BadInputException($"no data directory: give --data or set 'data:' in the {source}");
         if (!Directory.Exists(data)) throw new BadInputException("data directory not found", data);
         var run = new RunDirectory(runDirectory);
@@ -108,6 +109,7 @@ public static class ExperimentRunner
     public static (double Accuracy, IReadOnlyDictionary<string, object>? Categories, Dictionary<string, int> Predictions) Evaluate(
         ExperimentConfig config, string? adapterDirectory, string split = "test", Evaluation.GenerationOptions? generation = null)
     {
+        generation?.Validate();
         var data = config.Data ?? throw new BadInputException("no data directory: give --data or set 'data:' in the experiment file");
         if (config.Task is not ("scienceqa" or "iconqa")) throw new BadInputException($"eval ranks answer candidates; task '{config.Task}' has none");
         var (model, processor) = LoadModel(config, data, modelFolder: null);

@@ -35,17 +35,38 @@ public sealed class ImagePipeline
     {
         if (!File.Exists(path)) throw new BadInputException("image file not found", path);
         ImageResult image;
+        byte[] data = ReadBounded(path);
         try
         {
-            image = ImageResult.FromMemory(File.ReadAllBytes(path), ColorComponents.RedGreenBlue);
+            image = ImageResult.FromMemory(data, ColorComponents.RedGreenBlue);
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
-            throw new BadInputException($"image cannot be decoded: {e.Message}", path);
+            // The decoder's messages can be raw bytes (a truncated PNG gives NULs): keep only readable ones.
+            bool readable = e.Message.Length > 0 && e.Message.All(c => !char.IsControl(c));
+            throw new BadInputException($"image cannot be decoded: {(readable ? e.Message : "truncated or corrupt image data")}", path);
         }
         if (image?.Data is null || image.Width <= 0 || image.Height <= 0) throw new BadInputException("image cannot be decoded", path);
         using var bytes = torch.tensor(image.Data, new long[] { image.Height, image.Width, 3 });
         return bytes.permute(2, 0, 1).to(ScalarType.Float32).div(255.0);
+    }
+
+    /// <summary>Largest image file read (a 64-megapixel PNG is far below it): anything larger, or endless (/dev/zero), is refused.</summary>
+    public const long MaxImageBytes = 256L << 20;
+
+    static byte[] ReadBounded(string path)
+    {
+        using var stream = File.OpenRead(path);
+        using var buffer = new MemoryStream();
+        var chunk = new byte[1 << 16];
+        int read;
+        while ((read = stream.Read(chunk, 0, chunk.Length)) > 0)
+        {
+            if (buffer.Length + read > MaxImageBytes)
+                throw new BadInputException($"image file is larger than {MaxImageBytes >> 20} MiB (or not a regular file)", path);
+            buffer.Write(chunk, 0, read);
+        }
+        return buffer.ToArray();
     }
 
     /// <summary>Evaluation transform: resize to Size×Size (bicubic, antialias) and normalize → [3, Size, Size].</summary>

@@ -26,6 +26,7 @@ public static class ForwardDump
         VisionLanguageOutput output;
         try
         {
+            model.CheckInputs(inputs);
             output = model.call(inputs);
         }
         catch (BadInputException e) when (e.File is null)

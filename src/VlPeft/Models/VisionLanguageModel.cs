@@ -39,6 +39,12 @@ public abstract class VisionLanguageModel : nn.Module<VisionLanguageInputs, Visi
     /// <summary>How candidate NLLs become a score when a caller does not say (LAVIS: sum for T5, mean for LLaMA).</summary>
     public virtual NllReduction CandidateReduction => NllReduction.Sum;
 
+    /// <summary>
+    /// Checks user-supplied inputs against the model (shapes, token ids within the vocabularies) with one
+    /// clear error, before any tensor op could fail natively. Batches from the family's processor are valid.
+    /// </summary>
+    public virtual void CheckInputs(VisionLanguageInputs inputs) { }
+
     /// <summary>The training loss of a labelled batch.</summary>
     public virtual Tensor Loss(VisionLanguageInputs batch) =>
         call(batch).Loss ?? throw new BadInputException("the batch has no labels to compute a loss from");

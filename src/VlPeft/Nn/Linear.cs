@@ -172,7 +172,7 @@ public sealed class Linear : nn.Module<Tensor, Tensor>
     static void Write(Tensor target, Tensor value, bool safe, string adapter)
     {
         if (safe && !value.isfinite().all().item<bool>())
-            throw new InvalidOperationException($"NaNs detected in the merged weights. The adapter '{adapter}' seems to be broken");
+            throw new BadInputException($"NaNs detected in the merged weights. The adapter '{adapter}' seems to be broken");
         using (torch.no_grad()) target.copy_(value);
     }
 }

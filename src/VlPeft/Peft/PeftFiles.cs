@@ -132,6 +132,8 @@ public static class PeftFiles
             using var value = file.ReadTensor(key);
             if (!value.shape.SequenceEqual(parameter.shape))
                 throw new BadInputException($"tensor '{key}' has shape [{string.Join(", ", value.shape)}] but the model expects [{string.Join(", ", parameter.shape)}]", path);
+            if (value.is_floating_point() && !value.isfinite().all().item<bool>())
+                throw new BadInputException($"tensor '{key}' holds NaN or infinite values: the adapter is broken", path);
             parameter.copy_(value);
         }
     }

@@ -49,6 +49,8 @@ public sealed class Trainer
         var ratios = OptimizerFactory.LearningRateRatios(optimizer, options.LearningRate);
         var state = new TrainerState();
         string? checkpoint = resume ? TrainingCheckpoint.Find(run.LastCheckpoint) : null;
+        if (resume && checkpoint is null)
+            throw new BadInputException("--resume: the run directory holds no checkpoint to continue from (start without --resume)", run.LastCheckpoint);
         if (checkpoint != null)
         {
             state = TrainingCheckpoint.Load(checkpoint, trainable, optimizer, peft);
@@ -84,7 +86,9 @@ public sealed class Trainer
                     if (peft != null) loss = loss + peft.ExtraLoss();
                     value = loss.item<float>();
                     if (!double.IsFinite(value))
-                        throw new TrainingDivergedException($"loss became {value} at epoch {epoch + 1}, optimizer step {step + 1}; the last good checkpoint is {run.LastCheckpoint}");
+                        throw new TrainingDivergedException($"loss became {value} at epoch {epoch + 1}, optimizer step {step + 1}; " + (TrainingCheckpoint.Find(run.LastCheckpoint) is string good
+                            ? $"the last good checkpoint is {good} (--resume continues from it; lower the learning rate first)"
+                            : "no checkpoint was written yet (lower the learning rate and start again)"));
                     (loss / options.GradientAccumulation).backward();
                 }
                 lossSum += value;

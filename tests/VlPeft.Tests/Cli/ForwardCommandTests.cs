@@ -45,5 +45,28 @@ public class ForwardCommandTests
         var bad = CliRunner.Run("forward", "--model", dir.File("model"), "--inputs", dir.File("bad.safetensors"), "--out", dir.File("x.safetensors"));
         Assert.Equal(2, bad.ExitCode);
         Assert.Contains("inputs lack 'input_ids'", bad.Err);
+
+        // Inputs that do not fit the model: one clear line each, before any tensor op.
+        var cases = new (string Name, Tensor Value, string Message)[]
+        {
+            ("input_ids", batch.InputIds + 100000, "input_ids holds ids outside [0, "),
+            ("labels", batch.Labels! - 200, "labels holds ids outside [0, "),
+            ("pixel_values", torch.randn(2, 3, 16, 16), "pixel_values must be [batch, 3, 32, 32], got [2, 3, 16, 16]"),
+            ("pixel_values", torch.randn(3, 3, 32, 32), "input_ids must be [3, length]"),
+            ("pixel_values", torch.randn(2, 1, 32, 32), "pixel_values must be [batch, 3, 32, 32]"),
+        };
+        foreach (var (name, value, message) in cases)
+        {
+            var inputs = new Dictionary<string, Tensor>
+            {
+                ["pixel_values"] = batch.PixelValues, ["input_ids"] = batch.InputIds, ["qformer_input_ids"] = batch.QFormerInputIds!, ["labels"] = batch.Labels!,
+            };
+            inputs[name] = value;
+            SafetensorsWriter.Write(dir.File("wrong.safetensors"), inputs);
+            var wrong = CliRunner.Run("forward", "--model", dir.File("model"), "--inputs", dir.File("wrong.safetensors"), "--out", dir.File("x.safetensors"));
+            Assert.Equal(2, wrong.ExitCode);
+            Assert.Contains(message, wrong.Err);
+            Assert.Contains("wrong.safetensors", wrong.Err);
+        }
     }
 }

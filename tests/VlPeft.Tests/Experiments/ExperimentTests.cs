@@ -26,14 +26,21 @@ public class ExperimentTests
     {
         var files = Directory.GetFiles(RepoFile("configs", "instructblip-peft"), "*.yaml", SearchOption.AllDirectories);
         Assert.Equal(2 * (64 + 2), files.Length); // 64 ids per dataset + AdaLoRA for T5 and Vicuna
+        var presets = new Dictionary<string, VisionLanguageModel>();
         foreach (var file in files)
         {
             var config = ExperimentConfig.Load(file);
+            // The peft: section resolves against the paper model it names (built on the meta device, no weights).
+            var model = presets.TryGetValue(config.Model.Preset!, out var built) ? built
+                : presets[config.Model.Preset!] = ModelFamilies.FromPreset(config.Model.Preset!, new ModelBuildOptions { Device = torch.META });
+            var plan = PeftPlan.Resolve(config.Peft, model, totalSteps: 1000, file);
+            Assert.Contains("query_tokens", plan.TrainInFull);
             Assert.Contains(config.Task, new[] { "scienceqa", "iconqa" });
             Assert.True(config.Training.Lr is 1e-5 or 2e-5 or 1e-4 or 5e-4, file);
             Assert.Equal(16, config.Training.BatchSize * config.Training.GradientAccumulation);
             Assert.Equal(0.05, config.Training.WeightDecay);
         }
+        foreach (var model in presets.Values) model.Dispose();
         var one = files.Single(f => f.EndsWith("scienceqa/25-t5-qformer-lora-all-r1.yaml".Replace('/', Path.DirectorySeparatorChar)));
         var noData = CliRunner.Run("train", "--config", one);
         Assert.Equal(2, noData.ExitCode);
@@ -70,6 +77,15 @@ public class ExperimentTests
         Assert.InRange(result.TestAccuracy!.Value, 0, 100);
         Assert.NotNull(result.TestCategories);
         Assert.True(File.Exists(dir.File("ft/adapter/adapter_config.json")));
+        // In the bf16 tower the trained post_layernorm went back to fp32 and stayed trainable: the count equals the preset's.
+        using (var counted = ModelFamilies.FromConfigFile(dir.File("pretrain/model"), new ModelBuildOptions { Device = torch.META }))
+            Assert.Equal(VlPeft.Analysis.ModelParameterSummary.Of(counted, ModelFamilies.Of(counted).PeftPreset("qformer-lora-self", counted, 2)).Trainable,
+                result.TrainableParameters);
+        using (var adapterFile = VlPeft.Tensors.SafetensorsFile.Open(dir.File("ft/adapter/adapter_model.safetensors")))
+            Assert.Equal("F32", adapterFile.Header.Tensors.Single(t => t.Name == "base_model.model.vision_model.post_layernorm.weight").DType);
+        var adapterConfig = File.ReadAllText(dir.File("ft/adapter/adapter_config.json"));
+        Assert.Contains("\"task_type\": \"SEQ_2_SEQ_LM\"", adapterConfig);
+        Assert.Contains("\"base_model_name_or_path\": ", adapterConfig);
         Assert.True(File.Exists(dir.File("ft/report.md")));
         Assert.True(File.Exists(dir.File("ft/metrics.jsonl")));
         // The predictions file re-scores to the same average through the official scorer.

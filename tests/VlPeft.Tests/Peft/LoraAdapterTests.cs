@@ -156,7 +156,7 @@ public class LoraAdapterTests
         layer.Attach(lora);
         using (torch.no_grad()) lora.B.weight[0, 0] = torch.tensor(float.NaN);
         using var before = layer.weight.detach().clone();
-        var e = Assert.Throws<InvalidOperationException>(() => layer.Merge(safe: true));
+        var e = Assert.Throws<BadInputException>(() => layer.Merge(safe: true));
         Assert.Contains("NaN", e.Message);
         Assert.False(layer.Merged);
         Assert.True(torch.equal(before, layer.weight).all().item<bool>());

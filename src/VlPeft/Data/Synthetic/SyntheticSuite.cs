@@ -31,7 +31,11 @@ public static class SyntheticSuite
 
     public static SyntheticSummary Generate(SyntheticOptions options, string directory)
     {
+        const int MaxRecords = 1_000_000;
         if (options.Train < 1 || options.Val < 1 || options.Test < 1) throw new BadInputException("--train, --val and --test must be at least 1");
+        if (options.Train > MaxRecords || options.Val > MaxRecords || options.Test > MaxRecords)
+            throw new BadInputException($"--train, --val and --test must be at most {MaxRecords:N0} (each record writes an image)");
+        if (options.ImageSize is < 16 or > 1024) throw new BadInputException($"the image size must be between 16 and 1024, got {options.ImageSize}");
         Directory.CreateDirectory(directory);
         var random = new Random(options.Seed);
         var counts = new[] { options.Train, options.Val, options.Test };

@@ -30,7 +30,7 @@ public sealed record MultimodalConfig
         var text = HfJson.Read<TextConfig>(root["text_config"], "text_config", file);
         if (text.ModelType is not ("t5" or "llama" or "opt"))
             throw new BadInputException($"text_config.model_type '{text.ModelType}' is not supported (t5, llama, opt are)", file);
-        return new MultimodalConfig
+        var config = new MultimodalConfig
         {
             ModelType = modelType,
             NumQueryTokens = root["num_query_tokens"]?.GetValue<int>() ?? 32,
@@ -38,6 +38,53 @@ public sealed record MultimodalConfig
             QFormer = qformer,
             Text = text,
         };
+        config.CheckSizes(file);
+        return config;
+    }
+
+    /// <summary>
+    /// Every size positive and within what a real checkpoint could hold, so a corrupt or hostile config.json is
+    /// one clear error (not a native "negative dimension" or an endless build). Bounds are far above any paper model.
+    /// </summary>
+    void CheckSizes(string file)
+    {
+        void Check(string key, long value, long max)
+        {
+            if (value < 1 || value > max) throw new BadInputException($"{key} must be between 1 and {max:N0}, got {value}", file);
+        }
+        const long Layers = 1024, Width = 1 << 16, Vocab = 1 << 24;
+        Check("num_query_tokens", NumQueryTokens, 4096);
+        Check("vision_config.hidden_size", Vision.HiddenSize, Width);
+        Check("vision_config.intermediate_size", Vision.IntermediateSize, 4 * Width);
+        Check("vision_config.num_hidden_layers", Vision.NumHiddenLayers, Layers);
+        Check("vision_config.num_attention_heads", Vision.NumAttentionHeads, Vision.HiddenSize);
+        Check("vision_config.image_size", Vision.ImageSize, 8192);
+        Check("vision_config.patch_size", Vision.PatchSize, Vision.ImageSize);
+        Check("qformer_config.vocab_size", QFormer.VocabSize, Vocab);
+        Check("qformer_config.hidden_size", QFormer.HiddenSize, Width);
+        Check("qformer_config.intermediate_size", QFormer.IntermediateSize, 4 * Width);
+        Check("qformer_config.num_hidden_layers", QFormer.NumHiddenLayers, Layers);
+        Check("qformer_config.num_attention_heads", QFormer.NumAttentionHeads, QFormer.HiddenSize);
+        Check("qformer_config.max_position_embeddings", QFormer.MaxPositionEmbeddings, 1 << 20);
+        Check("qformer_config.cross_attention_frequency", QFormer.CrossAttentionFrequency, Layers);
+        Check("text_config.vocab_size", Text.VocabSize, Vocab);
+        if (Text.ModelType == "t5")
+        {
+            Check("text_config.d_model", Text.DModel, Width);
+            Check("text_config.d_kv", Text.DKv, Width);
+            Check("text_config.d_ff", Text.DFf, 4 * Width);
+            Check("text_config.num_layers", Text.NumLayers, Layers);
+            Check("text_config.num_decoder_layers", Text.NumDecoderLayers ?? Text.NumLayers, Layers);
+            Check("text_config.num_heads", Text.NumHeads, Width);
+        }
+        else
+        {
+            Check("text_config.hidden_size", Text.HiddenSize, Width);
+            Check("text_config.num_hidden_layers", Text.NumHiddenLayers, Layers);
+            Check("text_config.num_attention_heads", Text.NumAttentionHeads, Text.HiddenSize);
+            Check(Text.ModelType == "opt" ? "text_config.ffn_dim" : "text_config.intermediate_size", Text.ModelType == "opt" ? Text.FfnDim : Text.IntermediateSize, 4 * Width);
+            Check("text_config.max_position_embeddings", Text.MaxPositionEmbeddings, 1 << 24);
+        }
     }
 
     public static MultimodalConfig Load(string path)
