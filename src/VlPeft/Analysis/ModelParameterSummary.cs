@@ -39,7 +39,8 @@ public sealed record ModelParameterSummary(
         if (peft == TrainingPlan.Full.Name) return TrainingPlan.Full;
         if (!File.Exists(peft) && !Directory.Exists(peft)) return ModelFamilies.Of(model).PeftPreset(peft, model, rank);
         var config = Directory.Exists(peft) ? PeftFiles.ReadConfig(peft) : PeftConfig.Parse(File.ReadAllText(peft), peft);
-        return new TrainingPlan(Path.GetFileName(peft), config, Array.Empty<string>());
+        // Saved adapters say inference_mode: the count is of what training them would train.
+        return new TrainingPlan(Path.GetFileName(peft), config with { InferenceMode = false }, Array.Empty<string>());
     }
 
     /// <summary>Counts for a built model (the plan is applied to it).</summary>

@@ -113,7 +113,7 @@ public static class ExperimentRunner
         var data = config.Data ?? throw new BadInputException("no data directory: give --data or set 'data:' in the experiment file");
         if (config.Task is not ("scienceqa" or "iconqa")) throw new BadInputException($"eval ranks answer candidates; task '{config.Task}' has none");
         var (model, processor) = LoadModel(config, data, modelFolder: null);
-        if (adapterDirectory != null) PeftFiles.Load(model, adapterDirectory);
+        if (adapterDirectory != null) LoadAdapter(model, adapterDirectory);
         var records = ReadChoiceSplit(config, data, split);
         var task = new ChoiceTask(model, processor, Array.Empty<ChoiceRecord>(), Array.Empty<ChoiceRecord>(), PromptFor(config.Task));
         double accuracy;
@@ -127,7 +127,7 @@ public static class ExperimentRunner
     public static (VisionLanguageModel Model, VisionLanguageProcessor Processor) LoadForInference(string modelDirectory, string? adapterDirectory)
     {
         var (model, processor) = PretrainedModel.LoadWithProcessor(modelDirectory);
-        if (adapterDirectory != null) PeftFiles.Load(model, adapterDirectory);
+        if (adapterDirectory != null) LoadAdapter(model, adapterDirectory);
         return (model, processor);
     }
 
@@ -203,10 +203,26 @@ public static class ExperimentRunner
             plan = plan with { Peft = peftConfig with { BaseModelNameOrPath = config.Model.Path ?? config.Model.Preset, TaskType = model.PeftTaskType } };
         torch.manual_seed(t.Seed);
         var peft = plan.Apply(model);
-        var trained = model.named_parameters().Where(p => p.parameter.requires_grad && p.parameter.dtype == ScalarType.BFloat16).Select(p => p.name).ToList();
-        foreach (var owner in trained.Where(n => n.Contains('.')).Select(n => n[..n.LastIndexOf('.')]).Distinct())
-            model.named_modules().First(x => x.name == owner).module.to(ScalarType.Float32);
+        KeepInFp32(model, model.named_parameters().Where(p => p.parameter.requires_grad).Select(p => p.name));
         return peft;
+    }
+
+    /// <summary>
+    /// Base parameters trained in full inside a bf16 tower (the ViT's post_layernorm) live in fp32, in training and
+    /// when a trained adapter is loaded for evaluation, so evaluation sees the weights training produced.
+    /// </summary>
+    static void KeepInFp32(VisionLanguageModel model, IEnumerable<string> parameterNames)
+    {
+        var reduced = model.named_parameters().Where(p => p.parameter.dtype == ScalarType.BFloat16).Select(p => p.name).ToHashSet();
+        var owners = parameterNames.Where(n => reduced.Contains(n) && n.Contains('.')).Select(n => n[..n.LastIndexOf('.')]).Distinct().ToList();
+        foreach (var owner in owners)
+            model.named_modules().First(x => x.name == owner).module.to(ScalarType.Float32);
+    }
+
+    static void LoadAdapter(VisionLanguageModel model, string adapterDirectory)
+    {
+        KeepInFp32(model, PeftFiles.SavedBaseParameters(model, adapterDirectory));
+        PeftFiles.Load(model, adapterDirectory);
     }
 
     static string PlanName(ExperimentConfig config) =>

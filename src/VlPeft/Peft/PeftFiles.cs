@@ -99,6 +99,17 @@ public static class PeftFiles
         LoadWeights(peft, directory, adapterName);
     }
 
+    /// <summary>The model's own parameters an adapter directory carries (trained in full, modules_to_save), by model name.</summary>
+    public static IReadOnlyList<string> SavedBaseParameters(nn.Module model, string directory)
+    {
+        string path = Path.Combine(directory, WeightsFileName);
+        if (!File.Exists(path)) return Array.Empty<string>();
+        using var file = SafetensorsFile.Open(path);
+        var names = TargetMatcher.OrdinaryParameters(model).Select(p => p.Name).ToHashSet();
+        return file.Header.Tensors.Select(t => t.Name).Where(n => n.StartsWith(Prefix, StringComparison.Ordinal))
+            .Select(n => n[Prefix.Length..]).Where(names.Contains).ToList();
+    }
+
     public static PeftConfig ReadConfig(string directory)
     {
         string path = Path.Combine(directory, ConfigFileName);

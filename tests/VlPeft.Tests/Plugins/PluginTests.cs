@@ -21,6 +21,7 @@ public class PluginTests
     static PluginTests()
     {
         ModelFamilies.Register(new ToyFamily());
+        VlPeft.Models.Configs.ModelPresets.Register("toy-vlm-tiny", ToyFamily.ConfigJson(Hidden, Layers));
         PeftMethods.Register(ToyGateConfig.Type, ToyGateConfig.Read);
     }
 
@@ -30,7 +31,7 @@ public class PluginTests
         using var dir = new TempDirectory();
         torch.manual_seed(3);
         string modelDir = dir.File("toy-model");
-        using (var fresh = ModelFamilies.Create(ToyFamily.ConfigJson(Hidden, Layers), "toy"))
+        using (var fresh = ModelFamilies.FromPreset("toy-vlm-tiny"))   // a preset registered by the test, built through the registry
             PretrainedModel.Save(fresh, modelDir);
         SyntheticSuite.Generate(new SyntheticOptions { Task = "scienceqa", Train = 16, Val = 4, Test = 4, ImageSize = 16 }, dir.File("sqa"));
 
@@ -83,6 +84,9 @@ public class PluginTests
         Assert.Equal(gates + projection, summary.Trainable);
         Assert.Equal((long)gates, summary.Groups.Single(g => g.Name == "language_model").Trainable);
         Assert.Equal(projection, summary.BaselineTrainable);  // the only part outside the frozen tower
+        var counted = VlPeft.Tests.Cli.CliRunner.Run("params", "--preset", "toy-vlm-tiny", "--peft", adapter, "--json");
+        Assert.True(counted.ExitCode == 0, counted.Err);
+        Assert.Equal(gates, System.Text.Json.JsonDocument.Parse(counted.Out).RootElement.GetProperty("trainable").GetInt64());
 
         // Merge is refused with a reason: a site adapter that reads the context cannot be folded into weights.
         var error = Assert.Throws<BadInputException>(() => peft.Merge());
