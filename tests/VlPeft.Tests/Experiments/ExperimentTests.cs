@@ -14,17 +14,10 @@ namespace VlPeft.Tests.Experiments;
 
 public class ExperimentTests
 {
-    static string RepoFile(params string[] parts)
-    {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (!File.Exists(Path.Combine(dir!.FullName, "VlPeft.slnx"))) dir = dir.Parent;
-        return Path.Combine(new[] { dir.FullName }.Concat(parts).ToArray());
-    }
-
     [Fact]
     public void Every_paper_experiment_file_loads_and_names_the_missing_model_or_data()
     {
-        var files = Directory.GetFiles(RepoFile("configs", "instructblip-peft"), "*.yaml", SearchOption.AllDirectories);
+        var files = Directory.GetFiles(RepoPath.Of("configs", "instructblip-peft"), "*.yaml", SearchOption.AllDirectories);
         Assert.Equal(2 * (64 + 2), files.Length); // 64 ids per dataset + AdaLoRA for T5 and Vicuna
         var presets = new Dictionary<string, VisionLanguageModel>();
         foreach (var file in files)
@@ -59,7 +52,7 @@ public class ExperimentTests
         using var dir = new TempDirectory();
         SyntheticSuite.Generate(new SyntheticOptions { Task = "captions", Train = 48, Val = 8, Test = 4, Seed = 1 }, dir.File("captions"));
         SyntheticSuite.Generate(new SyntheticOptions { Task = "scienceqa", Train = 32, Val = 8, Test = 12, Seed = 1 }, dir.File("sqa"));
-        var pretrain = ExperimentConfig.Load(RepoFile("configs", "demo", "pretrain.yaml"));
+        var pretrain = ExperimentConfig.Load(RepoPath.Of("configs", "demo", "pretrain.yaml"));
         pretrain.Data = dir.File("captions");
         pretrain.Training.Epochs = 1;
         var base_ = ExperimentRunner.Run(pretrain, dir.File("pretrain"));

@@ -178,4 +178,19 @@ public class AdaLoraTests
         foreach (var (_, adapter) in loaded.AdaptedLayers())
             Assert.Equal(12, ((AdaLoraAdapter)adapter).RankNum.item<float>()); // ranknum stays init_r
     }
+
+    [Fact]
+    public void A_pruned_adapter_loaded_for_training_starts_its_budget_from_the_ranks_it_kept()
+    {
+        using var model = new ToyModel();
+        var pattern = new Dictionary<string, bool[]>();
+        var targets = model.named_modules().Where(m => m.name.EndsWith(".query") || m.name.EndsWith(".value")).Select(m => m.name).ToList();
+        for (int i = 0; i < targets.Count; i++)
+            pattern[$"{targets[i]}.lora_E"] = Enumerable.Range(0, 12).Select(k => k < 1 + i % 3).ToArray();   // keeps 1, 2 or 3
+        var config = Config() with { TargetModules = ModuleSelector.FromNames("query", "value"), RankPattern = pattern };
+        var peft = PeftModel.Create(model, config);
+        var allocator = ((AdaLoraTuner)peft.Tuner()).Allocator;
+        Assert.Equal(pattern.Values.Sum(keep => keep.Count(k => k)), allocator.InitialBudget);   // not init_r × modules
+        Assert.Equal(8 * targets.Count, allocator.TargetBudget);
+    }
 }

@@ -14,13 +14,6 @@ namespace VlPeft.Tests.Reliability;
 /// <summary>Bad values get one clear line and exit 2 (3 for divergence), never an internal error.</summary>
 public class BadValueTests
 {
-    static string Repo(params string[] parts)
-    {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (!File.Exists(Path.Combine(dir!.FullName, "VlPeft.slnx"))) dir = dir.Parent;
-        return Path.Combine(new[] { dir.FullName }.Concat(parts).ToArray());
-    }
-
     static string Experiment(TempDirectory dir, string training, string peft = "  preset: qformer-lora-self\n  r: 2\n")
     {
         string file = dir.File("exp.yaml");
@@ -54,7 +47,7 @@ public class BadValueTests
         SyntheticSuite.Generate(new SyntheticOptions { Task = "scienceqa", Train = 16, Val = 4, Test = 4, ImageSize = 32 }, dir.File("sqa"));
         // An absurd learning rate sends every adapted weight to ±1e30 after the first step: the next loss is not finite.
         string file = Experiment(dir, "  lr: 1.0e+30\n  batch_size: 8\n  epochs: 2\n");
-        var (code, _, error) = CliRunner.Run("train", "--config", file, "--data", dir.File("sqa"), "--model", Repo("models", "tiny-instructblip"), "--out", dir.File("run"));
+        var (code, _, error) = CliRunner.Run("train", "--config", file, "--data", dir.File("sqa"), "--model", RepoPath.Of("models", "tiny-instructblip"), "--out", dir.File("run"));
         Assert.Equal(3, code);
         Assert.Contains("error: training diverged: loss became", error);
         Assert.Contains("optimizer step", error);
@@ -67,7 +60,7 @@ public class BadValueTests
         using var dir = new TempDirectory();
         SyntheticSuite.Generate(new SyntheticOptions { Task = "scienceqa", Train = 4, Val = 2, Test = 2, ImageSize = 32 }, dir.File("sqa"));
         string file = Experiment(dir, "  epochs: 1\n");
-        var (code, _, error) = CliRunner.Run("train", "--config", file, "--data", dir.File("sqa"), "--model", Repo("models", "tiny-instructblip"),
+        var (code, _, error) = CliRunner.Run("train", "--config", file, "--data", dir.File("sqa"), "--model", RepoPath.Of("models", "tiny-instructblip"),
             "--out", dir.File("run"), "--resume");
         Assert.Equal(2, code);
         Assert.Contains("holds no checkpoint to continue from", error);
@@ -137,7 +130,15 @@ public class BadValueTests
         Assert.Equal(2, code);
         Assert.Contains("at most 1,000,000", error);
     }
+}
 
+/// <summary>torch's random generator is one per process: runs in parallel tests would draw from it between a seed and its use.</summary>
+[CollectionDefinition("torch random generator", DisableParallelization = true)]
+public class TorchRandomCollection { }
+
+[Collection("torch random generator")]
+public class ReproducibilityTests
+{
     [Fact]
     public void Two_runs_with_the_same_seed_write_the_same_adapter_bytes()
     {
@@ -148,7 +149,7 @@ public class BadValueTests
             var config = new ExperimentConfig
             {
                 Name = name, Task = "scienceqa", ImageOnly = false, Data = dir.File("sqa"),
-                Model = new ExperimentConfig.ModelSection { Path = Repo("models", "tiny-instructblip") },
+                Model = new ExperimentConfig.ModelSection { Path = RepoPath.Of("models", "tiny-instructblip") },
                 Peft = new() { ["preset"] = "qformer-lora-all", ["r"] = 2 },
                 Training = new ExperimentConfig.TrainingSection { Epochs = 1, BatchSize = 8, Lr = 1e-3, Augment = false, Seed = 7 },
             };
