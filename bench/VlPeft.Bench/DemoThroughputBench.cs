@@ -29,7 +29,7 @@ static class DemoThroughputBench
                     Peft = new() { ["preset"] = method, ["r"] = 4 },
                     Training = new ExperimentConfig.TrainingSection { Epochs = 2, BatchSize = 16, Lr = 2e-3, Patience = null },
                 };
-                var result = ExperimentRunner.Run(config, Path.Combine(root, "runs", config.Name));
+                var result = ExperimentRunner.Run(config, Path.Combine(root, "runs", config.Name), overwrite: true);
                 best[config.Name] = Math.Max(best.GetValueOrDefault(config.Name), result.SamplesPerSecond);
             }
         foreach (var (name, samples) in best) Console.WriteLine($"{name,-24} {samples,7:F1} training samples/s (frozen towers in the named dtype)");

@@ -14,7 +14,8 @@ static class TrainCommand
         var output = new Option<string?>("--out") { Description = "Run directory (default: the file's output:, else runs/<name>)" };
         var epochs = new Option<int?>("--epochs") { Description = "Override the number of epochs" };
         var resume = new Option<bool>("--resume") { Description = "Continue from the run directory's last checkpoint" };
-        var command = new Command("train", "Train an experiment file: PEFT fine-tuning, or pretraining of a tiny base") { config, data, model, output, epochs, resume };
+        var overwrite = new Option<bool>("--overwrite") { Description = "Replace a run the run directory already holds" };
+        var command = new Command("train", "Train an experiment file: PEFT fine-tuning, or pretraining of a tiny base") { config, data, model, output, epochs, resume, overwrite };
         command.SetAction(parse => CliApp.Guard(console, () =>
         {
             string file = parse.GetValue(config)!;
@@ -23,7 +24,8 @@ static class TrainCommand
             experiment.Model.Path = parse.GetValue(model) ?? experiment.Model.Path;
             if (parse.GetValue(epochs) is int e) experiment.Training.Epochs = e;
             string runDir = parse.GetValue(output) ?? experiment.Output ?? Path.Combine("runs", experiment.Name);
-            var result = ExperimentRunner.Run(experiment, runDir, parse.GetValue(resume), file);
+            if (parse.GetValue(resume) && parse.GetValue(overwrite)) throw new BadInputException("give --resume or --overwrite, not both");
+            var result = ExperimentRunner.Run(experiment, runDir, parse.GetValue(resume), file, parse.GetValue(overwrite));
             string F(double? v) => v is double d && double.IsFinite(d) ? d.ToString("F2", CultureInfo.InvariantCulture) : "-";
             console.Out.WriteLine($"{result.Name}: trainable {result.TrainableParameters:N0} of {result.TotalParameters:N0} ({F(result.TrainablePercentOfBaseline)}% of the baseline outside the frozen towers); best val {F(result.ValidationMetric)}; test {F(result.TestAccuracy)}; {F(result.Seconds)} s");
             console.Out.WriteLine($"run directory: {result.RunDirectory}");

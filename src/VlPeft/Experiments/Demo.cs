@@ -78,7 +78,7 @@ public static class Demo
                         Augment = false, // crops drop counted shapes and flips swap left and right: the answers would change
                     },
                 };
-                var result = ExperimentRunner.Run(config, Path.Combine(options.Output, "runs", config.Name));
+                var result = ExperimentRunner.Run(config, Path.Combine(options.Output, "runs", config.Name), overwrite: true);   // a rerun of the demo replaces its runs
                 rows.Add(new DemoRow(task, method, result.TrainableParameters, result.TrainablePercentOfBaseline, result.ValidationMetric,
                     result.TestAccuracy ?? double.NaN, result.Seconds, result.SamplesPerSecond));
                 progress($"    trainable {result.TrainableParameters:N0} ({result.TrainablePercentOfBaseline:F1}% of baseline), val {result.ValidationMetric:F1}, test {result.TestAccuracy:F1}, {result.Seconds:F0} s");

@@ -42,12 +42,21 @@ public sealed record ExperimentResult(
 /// </summary>
 public static class ExperimentRunner
 {
-    public static ExperimentResult Run(ExperimentConfig config, string runDirectory, bool resume = false, string source = "experiment file")
+    /// <param name="resume">Continue from the run directory's last checkpoint (there must be one).</param>
+    /// <param name="overwrite">Replace a run the directory already holds; without it (or <paramref name="resume"/>) that is an error.</param>
+    public static ExperimentResult Run(ExperimentConfig config, string runDirectory, bool resume = false, string source = "experiment file", bool overwrite = false)
     {
         config.Training.Validate(source);
         var data = config.Data ?? throw new BadInputException($"no data directory: give --data or set 'data:' in the {source}");
         if (!Directory.Exists(data)) throw new BadInputException("data directory not found", data);
         var run = new RunDirectory(runDirectory);
+        using var writer = run.Lock();
+        if (run.HoldsRun && !resume)
+        {
+            if (!overwrite)
+                throw new BadInputException("the run directory already holds a run (checkpoints/last): --resume continues it, --overwrite starts again", run.Path);
+            run.Clear();
+        }
         run.SaveConfig(config);
         var (model, processor) = LoadModel(config, data, Path.Combine(run.Path, "model"));
         var watch = Stopwatch.StartNew();

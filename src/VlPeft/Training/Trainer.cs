@@ -48,6 +48,8 @@ public sealed class Trainer
             learningRateFor: options.LearningRateFor);
         var ratios = OptimizerFactory.LearningRateRatios(optimizer, options.LearningRate);
         var state = new TrainerState();
+        TrainingCheckpoint.RemoveLeftovers(run.LastCheckpoint);   // a killed run's half-written checkpoints
+        TrainingCheckpoint.RemoveLeftovers(run.BestCheckpoint);
         string? checkpoint = resume ? TrainingCheckpoint.Find(run.LastCheckpoint) : null;
         if (resume && checkpoint is null)
             throw new BadInputException("--resume: the run directory holds no checkpoint to continue from (start without --resume)", run.LastCheckpoint);

@@ -66,6 +66,22 @@ public class BadValueTests
         Assert.Contains("holds no checkpoint to continue from", error);
     }
 
+    [Fact]
+    public void Training_into_a_directory_holding_a_run_needs_resume_or_overwrite()
+    {
+        using var dir = new TempDirectory();
+        SyntheticSuite.Generate(new SyntheticOptions { Task = "scienceqa", Train = 4, Val = 2, Test = 2, ImageSize = 32 }, dir.File("sqa"));
+        string file = Experiment(dir, "  epochs: 1\n  batch_size: 4\n");
+        string[] Args(params string[] extra) => new[] { "train", "--config", file, "--data", dir.File("sqa"), "--model", RepoPath.Of("models", "tiny-instructblip"), "--out", dir.File("run") }.Concat(extra).ToArray();
+        Assert.Equal(0, CliRunner.Run(Args()).ExitCode);
+        var again = CliRunner.Run(Args());
+        Assert.Equal(2, again.ExitCode);
+        Assert.Contains("already holds a run", again.Err);
+        var replaced = CliRunner.Run(Args("--overwrite"));
+        Assert.True(replaced.ExitCode == 0, replaced.Err);
+        Assert.Equal(2, CliRunner.Run(Args("--overwrite", "--resume")).ExitCode);
+    }
+
     [Theory]
     [InlineData("--top-p", "-1", "--top-p must be in (0, 1]")]
     [InlineData("--beams", "0", "--beams must be >= 1")]

@@ -164,4 +164,59 @@ public class TrainerTests
     [InlineData("ln_vision.weight", 2, false)]                     // "ln" in the name (LAVIS naming)
     public void Weight_decay_follows_the_lavis_rule(string name, int dims, bool decays) =>
         Assert.Equal(decays, OptimizerFactory.Decays(name, torch.zeros(Enumerable.Repeat(2L, dims).ToArray())));
+
+    [Fact]
+    public void Damaged_run_directories_give_clear_errors_naming_the_file_and_leftovers_are_removed()
+    {
+        using var dir = new TempDirectory();
+        var (a, peftA) = Build();
+        var initial = Snapshot(a);
+        var run = new RunDirectory(dir.Path);
+        new Trainer(a, peftA, new RegressionTask(a), Options, run).Run();
+        string checkpoints = Path.GetDirectoryName(run.LastCheckpoint)!;
+
+        // A kill leaves a half-written checkpoint folder and a cut metrics line: both are cleaned up on resume.
+        Directory.CreateDirectory(run.LastCheckpoint + ".tmp-deadbeef");
+        File.AppendAllText(run.MetricsFile, "{\"step\": 9, \"lo");
+        var (b, peftB) = Build(initial);
+        new Trainer(b, peftB, new RegressionTask(b), Options, new RunDirectory(dir.Path)).Run(resume: true);
+        Assert.Empty(Directory.GetDirectories(checkpoints, "*.tmp-*"));
+        Assert.All(File.ReadAllLines(run.MetricsFile), line => JsonNode.Parse(line));
+
+        // A damaged line before the end is an error naming the file and the line.
+        var lines = File.ReadAllLines(run.MetricsFile).ToList();
+        lines.Insert(1, "not json");
+        File.WriteAllLines(run.MetricsFile, lines);
+        var (c, peftC) = Build(initial);
+        var metrics = Assert.Throws<BadInputException>(() => new Trainer(c, peftC, new RegressionTask(c), Options, new RunDirectory(dir.Path)).Run(resume: true));
+        Assert.Contains("line 2 is not a metrics record", metrics.Message);
+        Assert.Equal(run.MetricsFile, metrics.File);
+
+        // A resume with another rank: the checkpoint tensor's shape is named, not a native copy error.
+        var (d, peftD) = Build(config: new LoraConfig { R = 3, TargetModules = ModuleSelector.FromNames("query", "value") });
+        var rank = Assert.Throws<BadInputException>(() => new Trainer(d, peftD, new RegressionTask(d), Options, new RunDirectory(dir.Path)).Run(resume: true));
+        Assert.Contains("different PEFT settings", rank.Message);
+
+        // Damaged optimizer state and state.json.
+        File.WriteAllBytes(Path.Combine(run.LastCheckpoint, "optimizer.bin"), new byte[] { 1, 2, 3 });
+        var (e, peftE) = Build(initial);
+        var optimizer = Assert.Throws<BadInputException>(() => new Trainer(e, peftE, new RegressionTask(e), Options, new RunDirectory(dir.Path)).Run(resume: true));
+        Assert.Equal(Path.Combine(run.LastCheckpoint, "optimizer.bin"), optimizer.File);
+        File.WriteAllText(Path.Combine(run.LastCheckpoint, "state.json"), "");
+        var (f, peftF) = Build(initial);
+        var state = Assert.Throws<BadInputException>(() => new Trainer(f, peftF, new RegressionTask(f), Options, new RunDirectory(dir.Path)).Run(resume: true));
+        Assert.Contains("checkpoint state is damaged", state.Message);
+    }
+
+    [Fact]
+    public void One_writer_per_run_directory_and_the_lock_names_its_holder()
+    {
+        using var dir = new TempDirectory();
+        var run = new RunDirectory(dir.Path);
+        var held = run.Lock();
+        var second = Assert.Throws<BadInputException>(() => new RunDirectory(dir.Path).Lock());
+        Assert.Contains($"in use by process {Environment.ProcessId}", second.Message);
+        held.Dispose();
+        new RunDirectory(dir.Path).Lock().Dispose();   // released with its holder
+    }
 }
