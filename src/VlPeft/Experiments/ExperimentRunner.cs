@@ -237,7 +237,7 @@ public static class ExperimentRunner
     static string PlanName(ExperimentConfig config) =>
         config.Peft.GetValueOrDefault(PeftPlan.PresetKey)?.ToString() ?? config.Peft.GetValueOrDefault("peft_type")?.ToString()?.ToLowerInvariant() ?? "peft";
 
-    /// <summary>lr_groups (group name → learning rate) as parameter path prefixes, checked against the model's groups.</summary>
+    /// <summary>lr_groups (group name → learning rate, values checked with the other training numbers) as parameter path prefixes.</summary>
     static IReadOnlyDictionary<string, double>? LrGroupPrefixes(VisionLanguageModel model, IReadOnlyDictionary<string, double>? groups, string source)
     {
         if (groups is null) return null;
@@ -246,7 +246,6 @@ public static class ExperimentRunner
         {
             var group = model.ParameterGroups.FirstOrDefault(g => g.Name == name)
                 ?? throw new BadInputException($"lr_groups: '{name}' is not a parameter group of {model.ModelType} ({string.Join(", ", model.ParameterGroups.Select(g => g.Name))})", source);
-            if (!(lr > 0) || double.IsInfinity(lr)) throw new BadInputException($"lr_groups: the learning rate of '{name}' must be a positive number, got {lr}", source);
             foreach (var prefix in group.Prefixes) result[prefix] = lr;
         }
         return result;

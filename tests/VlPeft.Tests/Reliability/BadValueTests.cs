@@ -67,6 +67,20 @@ public class BadValueTests
     }
 
     [Fact]
+    public void Lr_groups_must_name_a_parameter_group_of_the_model()
+    {
+        using var dir = new TempDirectory();
+        SyntheticSuite.Generate(new SyntheticOptions { Task = "scienceqa", Train = 4, Val = 2, Test = 2, ImageSize = 32 }, dir.File("sqa"));
+        string file = Experiment(dir, "  epochs: 1\n  lr_groups:\n    vision_tower: 0.001\n");
+        var (code, _, error) = CliRunner.Run("train", "--config", file, "--data", dir.File("sqa"), "--model", RepoPath.Of("models", "tiny-instructblip"), "--out", dir.File("run"));
+        Assert.Equal(2, code);
+        Assert.Contains("lr_groups: 'vision_tower' is not a parameter group of instructblip (vision, qformer, connector, language_model)", error);
+        string ok = Experiment(dir, "  epochs: 1\n  lr_groups:\n    qformer: 0.0001\n    connector: 0.001\n");
+        var trained = CliRunner.Run("train", "--config", ok, "--data", dir.File("sqa"), "--model", RepoPath.Of("models", "tiny-instructblip"), "--out", dir.File("run2"));
+        Assert.True(trained.ExitCode == 0, trained.Err);
+    }
+
+    [Fact]
     public void Training_into_a_directory_holding_a_run_needs_resume_or_overwrite()
     {
         using var dir = new TempDirectory();
