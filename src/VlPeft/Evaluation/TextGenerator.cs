@@ -50,7 +50,7 @@ public sealed class TextGenerator
         using var _ = torch.no_grad();
         model.eval();
         using var published = model.Context.Begin();
-        var decoder = model.StartDecoding(processor.PromptBatch(imagePath, instruction));
+        using var decoder = model.StartDecoding(processor.PromptBatch(imagePath, instruction));
         var start = decoder.StartIds.ToList();
         Func<List<long>, Tensor> nextLogits = ids => decoder.NextLogits(ids);
         int eos = processor.EosId ?? -1;

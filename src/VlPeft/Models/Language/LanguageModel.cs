@@ -44,8 +44,8 @@ public abstract class LanguageModel : nn.Module
     public virtual IncrementalDecoder StartDecoding(Tensor promptEmbeds, Tensor promptMask) => new CausalDecoder(this, promptEmbeds);
 
     /// <summary>
-    /// Decoder-only generation without a KV cache: the prompt embeddings are kept and each step re-runs
-    /// the whole sequence, which is fine for the benchmarks' short answers.
+    /// Decoder-only generation for models without a KV cache (OPT): the prompt embeddings are kept and each step
+    /// re-runs the whole sequence, which is fine for the benchmarks' short answers. LLaMA overrides with a cache.
     /// </summary>
     sealed class CausalDecoder : IncrementalDecoder
     {
@@ -74,8 +74,11 @@ public abstract class LanguageModel : nn.Module
 /// none) and the next-token logits [V] after a sequence that begins with them. State that does not change
 /// between steps (the encoder output) is computed once.
 /// </summary>
-public abstract class IncrementalDecoder
+public abstract class IncrementalDecoder : IDisposable
 {
     public abstract IReadOnlyList<long> StartIds { get; }
     public abstract Tensor NextLogits(IReadOnlyList<long> ids);
+
+    /// <summary>Frees state kept between steps (a KV cache).</summary>
+    public virtual void Dispose() { }
 }

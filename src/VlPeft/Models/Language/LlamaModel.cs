@@ -32,6 +32,69 @@ public sealed class LlamaModel : LanguageModel
 
     public override Tensor CausalLogits(Tensor inputsEmbeds, Tensor attentionMask) => lm_head.call(model.Run(inputsEmbeds, attentionMask));
 
+    /// <summary>Generation with a KV cache: each step runs only the tokens the cache does not hold yet.</summary>
+    public override IncrementalDecoder StartDecoding(Tensor promptEmbeds, Tensor promptMask) => new CachedDecoder(this, promptEmbeds);
+
+    /// <summary>
+    /// Keeps the keys and values of the prompt and of the ids run so far. A call whose ids extend the last
+    /// ones runs just the new tokens; a call that branches (beam search) cuts the cache back to the shared
+    /// prefix first, so every call returns what a full re-run would.
+    /// </summary>
+    sealed class CachedDecoder : IncrementalDecoder
+    {
+        readonly LlamaModel lm;
+        readonly LlamaKvCache cache;
+        readonly long promptLength;
+        readonly Tensor promptLogits;
+        List<long> processed = new();
+        Tensor? lastLogits;
+
+        public CachedDecoder(LlamaModel lm, Tensor promptEmbeds)
+        {
+            this.lm = lm;
+            cache = new LlamaKvCache(lm.config.NumHiddenLayers);
+            promptLength = promptEmbeds.shape[1];
+            using var scope = torch.NewDisposeScope();
+            promptLogits = lm.lm_head.call(lm.model.RunCached(promptEmbeds, cache))[0, -1].DetachFromDisposeScope();
+        }
+
+        public override IReadOnlyList<long> StartIds => Array.Empty<long>();
+
+        public override Tensor NextLogits(IReadOnlyList<long> ids)
+        {
+            int common = 0;
+            while (common < processed.Count && common < ids.Count && processed[common] == ids[common]) common++;
+            if (common == 0 && ids.Count == 0) return promptLogits.clone();
+            if (common < processed.Count || (common == ids.Count && lastLogits is null))
+            {
+                // Branch: keep the shared prefix, but re-run at least its last token to get its logits.
+                common = Math.Min(common, ids.Count - 1);
+                cache.Truncate(promptLength + common);
+                processed = processed.Take(common).ToList();
+                lastLogits?.Dispose();
+                lastLogits = null;
+            }
+            if (processed.Count < ids.Count)
+            {
+                using var scope = torch.NewDisposeScope();
+                var fresh = ids.Skip(processed.Count).ToArray();
+                var embeds = lm.EmbedTokens(torch.tensor(fresh).unsqueeze(0));
+                var logits = lm.lm_head.call(lm.model.RunCached(embeds, cache))[0, -1];
+                lastLogits?.Dispose();
+                lastLogits = logits.DetachFromDisposeScope();
+                processed = ids.ToList();
+            }
+            return lastLogits!.clone();
+        }
+
+        public override void Dispose()
+        {
+            cache.Dispose();
+            promptLogits.Dispose();
+            lastLogits?.Dispose();
+        }
+    }
+
     /// <summary>cos and sin tables [T, head_dim] of HF's rotary embedding (frequencies repeated for both halves).</summary>
     public static (Tensor Cos, Tensor Sin) Rotary(long length, long headDim, double theta, Device? device = null)
     {
@@ -68,6 +131,25 @@ sealed class LlamaInner : nn.Module
 
     public Tensor EmbedTokens(Tensor ids) => embed_tokens.call(ids);
 
+    /// <summary>
+    /// Runs new positions [1, n, D] after those in <paramref name="cache"/> (generation: one sequence, no padding),
+    /// appending their keys and values; returns the normed hidden states of the new positions.
+    /// </summary>
+    public Tensor RunCached(Tensor h, LlamaKvCache cache)
+    {
+        using var scope = torch.NewDisposeScope();
+        long past = cache.Length, n = h.shape[1];
+        // New position i (absolute past + i) sees every cached position and the new ones up to itself.
+        var future = torch.ones(n, past + n, dtype: ScalarType.Bool, device: h.device).triu(past + 1);
+        var mask = torch.zeros(n, past + n, dtype: h.dtype, device: h.device).masked_fill(future, Nn.Attention.MinValue(h.dtype));
+        var (cos, sin) = LlamaModel.Rotary(past + n, config.HiddenSize / config.NumAttentionHeads, config.RopeTheta, h.device);
+        cos = cos[(int)past..];
+        sin = sin[(int)past..];
+        int i = 0;
+        foreach (var layer in layers) h = layer.Run(h, mask, cos, sin, cache, i++);
+        return norm.call(h).MoveToOuterDisposeScope();
+    }
+
     public Tensor Run(Tensor h, Tensor attentionMask)
     {
         using var scope = torch.NewDisposeScope();
@@ -98,9 +180,9 @@ sealed class LlamaDecoderLayer : nn.Module
         RegisterComponents();
     }
 
-    public Tensor Run(Tensor h, Tensor mask, Tensor cos, Tensor sin)
+    public Tensor Run(Tensor h, Tensor mask, Tensor cos, Tensor sin, LlamaKvCache? cache = null, int index = 0)
     {
-        h = h + self_attn.Run(adapter_before_attention.call(input_layernorm.call(h)), mask, cos, sin);   // sites take the normed input
+        h = h + self_attn.Run(adapter_before_attention.call(input_layernorm.call(h)), mask, cos, sin, cache, index);   // sites take the normed input
         return h + mlp.call(adapter_before_ffn.call(post_attention_layernorm.call(h)));
     }
 }
@@ -122,12 +204,14 @@ sealed class LlamaAttention : nn.Module
         RegisterComponents();
     }
 
-    public Tensor Run(Tensor h, Tensor mask, Tensor cos, Tensor sin)
+    /// <param name="cache">Generation: keys/values of earlier positions, extended with these.</param>
+    public Tensor Run(Tensor h, Tensor mask, Tensor cos, Tensor sin, LlamaKvCache? cache = null, int index = 0)
     {
         using var scope = torch.NewDisposeScope();
         var q = LlamaModel.ApplyRotary(Nn.Attention.SplitHeads(q_proj.call(h), heads), cos, sin);
         var k = LlamaModel.ApplyRotary(Nn.Attention.SplitHeads(k_proj.call(h), kvHeads), cos, sin);
         var v = Nn.Attention.SplitHeads(v_proj.call(h), kvHeads);
+        if (cache != null) (k, v) = cache.Append(index, k, v);
         if (kvHeads != heads)
         {
             // SDPA here has no enable_gqa: repeat each KV head for its query group.
@@ -154,4 +238,50 @@ sealed class LlamaMlp : nn.Module<Tensor, Tensor>
     }
 
     public override Tensor forward(Tensor x) => down_proj.call(act(gate_proj.call(x)) * up_proj.call(x));
+}
+
+/// <summary>Per layer, the keys (after rotary) and values [1, kv_heads, T, head_dim] of the positions run so far.</summary>
+public sealed class LlamaKvCache : IDisposable
+{
+    readonly (Tensor K, Tensor V)?[] layers;
+
+    public LlamaKvCache(int layerCount) => layers = new (Tensor, Tensor)?[layerCount];
+
+    public long Length => layers[0]?.K.shape[2] ?? 0;
+
+    /// <summary>Appends a layer's new keys and values; returns all of them (owned by the cache, valid until the next change).</summary>
+    public (Tensor K, Tensor V) Append(int layer, Tensor k, Tensor v)
+    {
+        var entry = layers[layer] is { } old ? (torch.cat(new[] { old.K, k }, 2), torch.cat(new[] { old.V, v }, 2)) : (k.alias(), v.alias());
+        Replace(layer, (entry.Item1.DetachFromDisposeScope(), entry.Item2.DetachFromDisposeScope()));
+        return layers[layer]!.Value;
+    }
+
+    /// <summary>Keeps the first <paramref name="length"/> positions.</summary>
+    public void Truncate(long length)
+    {
+        for (int i = 0; i < layers.Length; i++)
+            if (layers[i] is { } e && e.K.shape[2] > length)
+                Replace(i, (e.K[.., .., ..(int)length].contiguous().DetachFromDisposeScope(), e.V[.., .., ..(int)length].contiguous().DetachFromDisposeScope()));
+    }
+
+    void Replace(int layer, (Tensor K, Tensor V) entry)
+    {
+        if (layers[layer] is { } old)
+        {
+            old.K.Dispose();
+            old.V.Dispose();
+        }
+        layers[layer] = entry;
+    }
+
+    public void Dispose()
+    {
+        foreach (var e in layers)
+            if (e is { } entry)
+            {
+                entry.K.Dispose();
+                entry.V.Dispose();
+            }
+    }
 }
