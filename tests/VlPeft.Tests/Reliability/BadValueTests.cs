@@ -21,6 +21,15 @@ public class BadValueTests
         return file;
     }
 
+    /// <summary>`vlpeft train` of a small synthetic ScienceQA split on the committed tiny base.</summary>
+    static (int ExitCode, string Out, string Err) TrainTiny(TempDirectory dir, string experiment, string runName, params string[] extra)
+    {
+        if (!Directory.Exists(dir.File("sqa")))
+            SyntheticSuite.Generate(new SyntheticOptions { Task = "scienceqa", Train = 16, Val = 4, Test = 4, ImageSize = 32 }, dir.File("sqa"));
+        return CliRunner.Run(new[] { "train", "--config", experiment, "--data", dir.File("sqa"), "--model", RepoPath.Of("models", "tiny-instructblip"),
+            "--out", dir.File(runName) }.Concat(extra).ToArray());
+    }
+
     [Theory]
     [InlineData("  lr: -0.1\n", "training: lr must be a finite number > 0, got -0.1")]
     [InlineData("  lr: .nan\n", "training: lr must be a finite number > 0, got NaN")]
@@ -44,10 +53,8 @@ public class BadValueTests
     public void A_diverging_run_exits_3_with_the_step_and_the_checkpoint_state()
     {
         using var dir = new TempDirectory();
-        SyntheticSuite.Generate(new SyntheticOptions { Task = "scienceqa", Train = 16, Val = 4, Test = 4, ImageSize = 32 }, dir.File("sqa"));
         // An absurd learning rate sends every adapted weight to ±1e30 after the first step: the next loss is not finite.
-        string file = Experiment(dir, "  lr: 1.0e+30\n  batch_size: 8\n  epochs: 2\n");
-        var (code, _, error) = CliRunner.Run("train", "--config", file, "--data", dir.File("sqa"), "--model", RepoPath.Of("models", "tiny-instructblip"), "--out", dir.File("run"));
+        var (code, _, error) = TrainTiny(dir, Experiment(dir, "  lr: 1.0e+30\n  batch_size: 8\n  epochs: 2\n"), "run");
         Assert.Equal(3, code);
         Assert.Contains("error: training diverged: loss became", error);
         Assert.Contains("optimizer step", error);
@@ -58,10 +65,7 @@ public class BadValueTests
     public void Resume_with_nothing_to_resume_is_an_error()
     {
         using var dir = new TempDirectory();
-        SyntheticSuite.Generate(new SyntheticOptions { Task = "scienceqa", Train = 4, Val = 2, Test = 2, ImageSize = 32 }, dir.File("sqa"));
-        string file = Experiment(dir, "  epochs: 1\n");
-        var (code, _, error) = CliRunner.Run("train", "--config", file, "--data", dir.File("sqa"), "--model", RepoPath.Of("models", "tiny-instructblip"),
-            "--out", dir.File("run"), "--resume");
+        var (code, _, error) = TrainTiny(dir, Experiment(dir, "  epochs: 1\n"), "run", "--resume");
         Assert.Equal(2, code);
         Assert.Contains("holds no checkpoint to continue from", error);
     }
@@ -70,13 +74,10 @@ public class BadValueTests
     public void Lr_groups_must_name_a_parameter_group_of_the_model()
     {
         using var dir = new TempDirectory();
-        SyntheticSuite.Generate(new SyntheticOptions { Task = "scienceqa", Train = 4, Val = 2, Test = 2, ImageSize = 32 }, dir.File("sqa"));
-        string file = Experiment(dir, "  epochs: 1\n  lr_groups:\n    vision_tower: 0.001\n");
-        var (code, _, error) = CliRunner.Run("train", "--config", file, "--data", dir.File("sqa"), "--model", RepoPath.Of("models", "tiny-instructblip"), "--out", dir.File("run"));
+        var (code, _, error) = TrainTiny(dir, Experiment(dir, "  epochs: 1\n  lr_groups:\n    vision_tower: 0.001\n"), "run");
         Assert.Equal(2, code);
         Assert.Contains("lr_groups: 'vision_tower' is not a parameter group of instructblip (vision, qformer, connector, language_model)", error);
-        string ok = Experiment(dir, "  epochs: 1\n  lr_groups:\n    qformer: 0.0001\n    connector: 0.001\n");
-        var trained = CliRunner.Run("train", "--config", ok, "--data", dir.File("sqa"), "--model", RepoPath.Of("models", "tiny-instructblip"), "--out", dir.File("run2"));
+        var trained = TrainTiny(dir, Experiment(dir, "  epochs: 1\n  lr_groups:\n    qformer: 0.0001\n    connector: 0.001\n"), "run2");
         Assert.True(trained.ExitCode == 0, trained.Err);
     }
 
@@ -84,16 +85,14 @@ public class BadValueTests
     public void Training_into_a_directory_holding_a_run_needs_resume_or_overwrite()
     {
         using var dir = new TempDirectory();
-        SyntheticSuite.Generate(new SyntheticOptions { Task = "scienceqa", Train = 4, Val = 2, Test = 2, ImageSize = 32 }, dir.File("sqa"));
-        string file = Experiment(dir, "  epochs: 1\n  batch_size: 4\n");
-        string[] Args(params string[] extra) => new[] { "train", "--config", file, "--data", dir.File("sqa"), "--model", RepoPath.Of("models", "tiny-instructblip"), "--out", dir.File("run") }.Concat(extra).ToArray();
-        Assert.Equal(0, CliRunner.Run(Args()).ExitCode);
-        var again = CliRunner.Run(Args());
+        string file = Experiment(dir, "  epochs: 1\n  batch_size: 8\n");
+        Assert.Equal(0, TrainTiny(dir, file, "run").ExitCode);
+        var again = TrainTiny(dir, file, "run");
         Assert.Equal(2, again.ExitCode);
         Assert.Contains("already holds a run", again.Err);
-        var replaced = CliRunner.Run(Args("--overwrite"));
+        var replaced = TrainTiny(dir, file, "run", "--overwrite");
         Assert.True(replaced.ExitCode == 0, replaced.Err);
-        Assert.Equal(2, CliRunner.Run(Args("--overwrite", "--resume")).ExitCode);
+        Assert.Equal(2, TrainTiny(dir, file, "run", "--overwrite", "--resume").ExitCode);
     }
 
     [Theory]
