@@ -16,8 +16,6 @@ public sealed class ForwardContext
 
     public void Publish(string name, Tensor value) => tensors[name] = value;
 
-    public bool TryGet(string name, out Tensor value) => tensors.TryGetValue(name, out value!);
-
     public Tensor Get(string name) => tensors.TryGetValue(name, out var value) ? value
         : throw new InvalidOperationException($"no '{name}' was published for this forward: the model does not provide it, or it is read outside a forward");
 
