@@ -21,6 +21,13 @@ public sealed class ForwardContext
 
     public IReadOnlyCollection<string> Names => tensors.Keys;
 
+    /// <summary>
+    /// Generation with a cache: <see cref="DecodingPhase.Prompt"/> while the prompt runs, then
+    /// <see cref="DecodingPhase.Continue"/> for steps that see only new tokens. Adapters that read a
+    /// sequence's first token (LaVIN's router) keep what they computed on the prompt, as LaVIN does.
+    /// </summary>
+    public DecodingPhase Phase { get; set; }
+
     public void Clear() => tensors.Clear();
 
     /// <summary>Publishes while the returned scope lives; disposing it clears the context.</summary>
@@ -33,6 +40,8 @@ public sealed class ForwardContext
         public void Dispose() => context.Clear();
     }
 }
+
+public enum DecodingPhase { None, Prompt, Continue }
 
 /// <summary>
 /// Implemented by adapters that read a per-forward tensor: the PEFT model hands them the model's

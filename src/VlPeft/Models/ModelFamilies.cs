@@ -7,14 +7,18 @@ using VlPeft.Models.Multimodal;
 namespace VlPeft.Models;
 
 /// <summary>
-/// The registry of model families by config.json model_type. BLIP-2 and InstructBLIP are built in;
+/// The registry of model families by config.json model_type. BLIP-2, InstructBLIP and the LaVIN-style model are built in;
 /// other families (and test families) register themselves with <see cref="Register"/>.
 /// </summary>
 public static class ModelFamilies
 {
     static readonly ConcurrentDictionary<string, ModelFamily> byType = new();
 
-    static ModelFamilies() => Register(new BlipFamily());
+    static ModelFamilies()
+    {
+        Register(new BlipFamily());
+        Register(new LavinFamily());
+    }
 
     public static void Register(ModelFamily family)
     {

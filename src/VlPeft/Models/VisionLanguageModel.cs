@@ -45,6 +45,12 @@ public abstract class VisionLanguageModel : nn.Module<VisionLanguageInputs, Visi
     /// </summary>
     public virtual void CheckInputs(VisionLanguageInputs inputs) { }
 
+    /// <summary>
+    /// Called after site adapters were folded into the layers after their sites (which may have given bias-free
+    /// layers a bias): the model makes its config and layers agree again (LLaMA's attention_bias / mlp_bias).
+    /// </summary>
+    public virtual void AfterAdaptersFolded() { }
+
     /// <summary>The training loss of a labelled batch.</summary>
     public virtual Tensor Loss(VisionLanguageInputs batch) =>
         call(batch).Loss ?? throw new BadInputException("the batch has no labels to compute a loss from");
@@ -104,7 +110,10 @@ public sealed record ModelBuildOptions
     public Device? Device { get; init; }
 }
 
-/// <summary>HF forward arguments of the composites (names as in Transformers); a family uses the ones it needs.</summary>
+/// <summary>
+/// HF forward arguments of the composites (names as in Transformers); a family uses the ones it needs.
+/// <c>ImageIndicators</c> [B] (LaVIN's indicators): 1 where the example has an image, 0 for text-only examples.
+/// </summary>
 public sealed record VisionLanguageInputs(
     Tensor PixelValues,
     Tensor InputIds,
@@ -113,7 +122,8 @@ public sealed record VisionLanguageInputs(
     Tensor? QFormerAttentionMask = null,
     Tensor? DecoderInputIds = null,
     Tensor? DecoderAttentionMask = null,
-    Tensor? Labels = null);
+    Tensor? Labels = null,
+    Tensor? ImageIndicators = null);
 
 /// <summary>
 /// A composite's outputs: logits, the loss when labels were given, the visual tokens as the language model

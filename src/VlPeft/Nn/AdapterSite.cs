@@ -26,6 +26,7 @@ public enum AdapterPlacement
 public sealed class AdapterSite : nn.Module<Tensor, Tensor>
 {
     readonly List<(string Name, nn.Module<Tensor, Tensor> Adapter)> adapters = new();
+    readonly HashSet<string> folded = new();
     HashSet<string>? active;
 
     /// <param name="width">The hidden size of the states passing through (what an adapter here maps d → d).</param>
@@ -39,6 +40,22 @@ public sealed class AdapterSite : nn.Module<Tensor, Tensor>
     public AdapterPlacement Placement { get; }
     public long Width { get; }
     public bool Disabled { get; set; }
+
+    /// <summary>
+    /// The linear layers that read this site's output and nothing else (q, k, v after the attention-input
+    /// site; the FFN's input projections after the FFN-input site): an affine adapter here folds into them.
+    /// Empty where the output goes elsewhere too (a residual), so nothing can fold.
+    /// </summary>
+    public IReadOnlyList<Linear> FoldTargets { get; private set; } = Array.Empty<Linear>();
+
+    public AdapterSite FoldsInto(params Linear[] layers)
+    {
+        FoldTargets = layers;
+        return this;
+    }
+
+    /// <summary>Marks an adapter as folded into <see cref="FoldTargets"/>: the site no longer applies it.</summary>
+    public void MarkFolded(string name) => folded.Add(name);
     public IReadOnlyList<string> AdapterNames => adapters.Select(a => a.Name).ToList();
 
     public void Attach(string name, nn.Module<Tensor, Tensor> adapter)
@@ -52,6 +69,7 @@ public sealed class AdapterSite : nn.Module<Tensor, Tensor>
     {
         register_module(name, null!);
         adapters.RemoveAll(a => a.Name == name);
+        folded.Remove(name);
     }
 
     /// <summary>Null means every attached adapter is active.</summary>
@@ -62,7 +80,7 @@ public sealed class AdapterSite : nn.Module<Tensor, Tensor>
         var result = hidden.alias(); // a module must not hand back its input object
         if (Disabled) return result;
         foreach (var (name, adapter) in adapters)
-            if (active is null || active.Contains(name))
+            if ((active is null || active.Contains(name)) && !folded.Contains(name))
                 result = adapter.call(result);
         return result;
     }

@@ -164,6 +164,29 @@ public sealed class Linear : nn.Module<Tensor, Tensor>
         foreach (var name in adapters.Select(a => a.Name).Distinct().ToList()) Detach(name);
     }
 
+    /// <summary>
+    /// Folds an affine map of this layer's input into it: y = W·(x + M·x + c) + b becomes W′ = W + W·M,
+    /// b′ = b + W·c (a bias is created if the layer had none). Used to re-parameterise adapters before it.
+    /// </summary>
+    public void FoldInputMap(Tensor matrix, Tensor shift, bool safe, string adapter)
+    {
+        if (Merged) throw new InvalidOperationException("unmerge the layer's own adapters before folding an input map into it");
+        using var scope = torch.NewDisposeScope();
+        var w = WeightOutIn().to(ScalarType.Float32);
+        var newWeight = w + w.matmul(matrix.to(ScalarType.Float32));
+        var newBias = (_bias?.to(ScalarType.Float32) ?? torch.zeros(OutFeatures, device: w.device)) + w.matmul(shift.to(ScalarType.Float32));
+        WriteWeight(OrientLikeWeight(newWeight).to(_weight.dtype), safe, adapter);
+        if (_bias is null) EnsureBias();
+        WriteBias(newBias.to(_bias!.dtype), safe, adapter);
+    }
+
+    /// <summary>Gives a bias-free layer a zero bias (a merged checkpoint whose config now says the layer has one).</summary>
+    public void EnsureBias()
+    {
+        // Detached from any dispose scope of the caller: the layer owns it from now on.
+        if (_bias is null) bias = new TorchSharp.Modules.Parameter(torch.zeros(OutFeatures, dtype: _weight.dtype, device: _weight.device).DetachFromDisposeScope(), requires_grad: false);
+    }
+
     /// <summary>Replaces the weight's values; with <paramref name="safe"/>, refuses non-finite results.</summary>
     internal void WriteWeight(Tensor value, bool safe, string adapter) => Write(_weight, value, safe, adapter);
 

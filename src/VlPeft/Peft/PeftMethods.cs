@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using VlPeft.Peft.AdaLora;
+using VlPeft.Peft.Bottleneck;
 using VlPeft.Peft.LoHa;
 using VlPeft.Peft.Lora;
 
@@ -8,7 +9,7 @@ namespace VlPeft.Peft;
 /// <summary>
 /// The registry of PEFT methods by peft_type (HF PEFT's PEFT_TYPE_TO_CONFIG_MAPPING): each maps an
 /// adapter_config.json to its config record, whose <see cref="PeftConfig.CreateTuner"/> builds the tuner.
-/// LoRA (with DoRA), AdaLoRA and LoHa are built in; other methods register themselves.
+/// LoRA (with DoRA), AdaLoRA, LoHa and the Bottleneck Adapter / RepAdapter are built in; other methods register themselves.
 /// </summary>
 public static class PeftMethods
 {
@@ -19,6 +20,7 @@ public static class PeftMethods
         Register("LORA", LoraConfig.Read);
         Register("ADALORA", AdaLoraConfig.Read);
         Register("LOHA", LoHaConfig.Read);
+        Register(BottleneckConfig.Type, BottleneckConfig.Read);
     }
 
     /// <param name="peftType">Upper case as HF writes it (matched case-insensitively).</param>

@@ -97,7 +97,7 @@ public sealed class PeftModel
         foreach (var need in consumer.ContextNeeds)
             if (!published.Contains(need))
                 throw new BadInputException($"the adapter at '{path}' needs '{need}' from the model's forward, which this model does not publish");
-        consumer.Bind(((VisionLanguageModel)Model).Context);
+        if (Model is VisionLanguageModel model) consumer.Bind(model.Context);
     }
 
     /// <summary>The linear layers an adapter is attached to, with their paths (empty for site adapters).</summary>
@@ -243,10 +243,16 @@ public sealed class PeftModel
         foreach (var name in wanted)
             if (Tuner(name).MergeRefusal is string why) throw new BadInputException($"adapter '{name}' cannot be merged: {why}");
         foreach (var name in wanted)
+        {
             foreach (var (_, adapter) in AdaptedLayers(name))
                 adapter.Layer.Merge(new[] { name }, safe);
+            var sites = Targets(name).Where(t => t.Site != null).ToList();
+            foreach (var target in sites) Tuner(name).MergeSite(target, safe);
+            if (sites.Count > 0) (Model as VisionLanguageModel)?.AfterAdaptersFolded();
+        }
     }
 
+    /// <summary>Unmerges delta adapters; site adapters folded into their next layers cannot be unfolded (reload the base).</summary>
     public void Unmerge()
     {
         foreach (var layer in AllLayers()) layer.Unmerge();

@@ -77,6 +77,10 @@ public abstract class PeftTuner
         ? $"{Config.PeftType} adapters at adapter sites cannot be folded into the base weights"
         : null;
 
+    /// <summary>Folds a site adapter into the layers after its site (only called when <see cref="MergeRefusal"/> is null).</summary>
+    public virtual void MergeSite(AttachedTarget target, bool safe) =>
+        throw new NotSupportedException($"{Config.PeftType} adapters cannot be folded");
+
     /// <summary>The rank per adapted module (learned ranks for AdaLoRA), or null where rank does not apply.</summary>
     public virtual IReadOnlyDictionary<string, int>? Ranks() => null;
 }

@@ -155,35 +155,7 @@ public class ModelForwardTests
 
         var projected = output.VisualTokens;
         var h = torch.cat(new[] { projected, r.P("language_model.model.embed_tokens.weight").index_select(0, ids.flatten()).unsqueeze(0) }, 1);
-        long len = h.shape[1], heads = t.NumAttentionHeads, d = t.HiddenSize / heads;
-        // RoPE by hand: pair (i, i + d/2) rotated by angle pos·θ^(−2i/d).
-        Tensor Rope(Tensor x)
-        {
-            var y = x.clone();
-            for (int pos = 0; pos < len; pos++)
-                for (int i = 0; i < d / 2; i++)
-                {
-                    double angle = pos * Math.Pow(t.RopeTheta, -2.0 * i / d);
-                    var a = x[.., .., pos, i];
-                    var b = x[.., .., pos, i + d / 2];
-                    y[.., .., pos, i] = a * Math.Cos(angle) - b * Math.Sin(angle);
-                    y[.., .., pos, i + d / 2] = b * Math.Cos(angle) + a * Math.Sin(angle);
-                }
-            return y;
-        }
-        for (int i = 0; i < t.NumHiddenLayers; i++)
-        {
-            string l = $"language_model.model.layers.{i}.";
-            var x = r.Rms(h, l + "input_layernorm", t.RmsNormEps);
-            var ctx = ReferenceOps.Attend(Rope(ReferenceOps.Heads(r.Lin(x, l + "self_attn.q_proj"), heads)),
-                Rope(ReferenceOps.Heads(r.Lin(x, l + "self_attn.k_proj"), heads)),
-                ReferenceOps.Heads(r.Lin(x, l + "self_attn.v_proj"), heads), 1 / Math.Sqrt(d), ReferenceOps.Causal(len));
-            h = h + r.Lin(ReferenceOps.Merge(ctx), l + "self_attn.o_proj");
-            x = r.Rms(h, l + "post_attention_layernorm", t.RmsNormEps);
-            var silu = r.Lin(x, l + "mlp.gate_proj");
-            h = h + r.Lin(silu * silu.sigmoid() * r.Lin(x, l + "mlp.up_proj"), l + "mlp.down_proj");
-        }
-        var logits = r.Lin(r.Rms(h, "language_model.model.norm", t.RmsNormEps), "language_model.lm_head");
+        var logits = r.LlamaLogits(h, ReferenceOps.Causal(h.shape[1]), t);
         TensorAssert.Close(logits, output.Logits, 1e-5); // fp32 RMS norms, as above
         // Labels cover the text; position q + k predicts text token k + 1.
         var lp = logits.log_softmax(-1);

@@ -35,6 +35,41 @@ sealed class ReferenceOps
         return P(prefix + ".weight") * y.to(x.dtype);
     }
 
+    /// <summary>
+    /// LLaMA logits of input embeddings h [B, T, D] under an additive mask [T, T] (models.md §5), with RoPE
+    /// written by hand: pair (i, i + d/2) rotated by angle pos·θ^(−2i/d).
+    /// </summary>
+    public Tensor LlamaLogits(Tensor h, Tensor mask, VlPeft.Models.Configs.TextConfig t)
+    {
+        long len = h.shape[1], heads = t.NumAttentionHeads, d = t.HiddenSize / heads;
+        Tensor Rope(Tensor x)
+        {
+            var y = x.clone();
+            for (int pos = 0; pos < len; pos++)
+                for (int i = 0; i < d / 2; i++)
+                {
+                    double angle = pos * Math.Pow(t.RopeTheta, -2.0 * i / d);
+                    var a = x[.., .., pos, i];
+                    var b = x[.., .., pos, i + d / 2];
+                    y[.., .., pos, i] = a * Math.Cos(angle) - b * Math.Sin(angle);
+                    y[.., .., pos, i + d / 2] = b * Math.Cos(angle) + a * Math.Sin(angle);
+                }
+            return y;
+        }
+        for (int i = 0; i < t.NumHiddenLayers; i++)
+        {
+            string l = $"language_model.model.layers.{i}.";
+            var x = Rms(h, l + "input_layernorm", t.RmsNormEps);
+            var ctx = Attend(Rope(Heads(Lin(x, l + "self_attn.q_proj"), heads)), Rope(Heads(Lin(x, l + "self_attn.k_proj"), heads)),
+                Heads(Lin(x, l + "self_attn.v_proj"), heads), 1 / Math.Sqrt(d), mask);
+            h = h + Lin(Merge(ctx), l + "self_attn.o_proj");
+            x = Rms(h, l + "post_attention_layernorm", t.RmsNormEps);
+            var silu = Lin(x, l + "mlp.gate_proj");
+            h = h + Lin(silu * silu.sigmoid() * Lin(x, l + "mlp.up_proj"), l + "mlp.down_proj");
+        }
+        return Lin(Rms(h, "language_model.model.norm", t.RmsNormEps), "language_model.lm_head");
+    }
+
     /// <summary>softmax(q·kᵀ·scale + mask)·v over [B, H, T, d].</summary>
     public static Tensor Attend(Tensor q, Tensor k, Tensor v, double scale, Tensor? mask = null)
     {

@@ -48,18 +48,10 @@ public sealed record MultimodalConfig
     /// </summary>
     void CheckSizes(string file)
     {
-        void Check(string key, long value, long max)
-        {
-            if (value < 1 || value > max) throw new BadInputException($"{key} must be between 1 and {max:N0}, got {value}", file);
-        }
-        const long Layers = 1024, Width = 1 << 16, Vocab = 1 << 24;
+        void Check(string key, long value, long max) => ConfigBounds.Check(key, value, max, file);
+        const long Layers = ConfigBounds.Layers, Width = ConfigBounds.Width, Vocab = ConfigBounds.Vocab;
         Check("num_query_tokens", NumQueryTokens, 4096);
-        Check("vision_config.hidden_size", Vision.HiddenSize, Width);
-        Check("vision_config.intermediate_size", Vision.IntermediateSize, 4 * Width);
-        Check("vision_config.num_hidden_layers", Vision.NumHiddenLayers, Layers);
-        Check("vision_config.num_attention_heads", Vision.NumAttentionHeads, Vision.HiddenSize);
-        Check("vision_config.image_size", Vision.ImageSize, 8192);
-        Check("vision_config.patch_size", Vision.PatchSize, Vision.ImageSize);
+        ConfigBounds.CheckVision(Vision, file);
         Check("qformer_config.vocab_size", QFormer.VocabSize, Vocab);
         Check("qformer_config.hidden_size", QFormer.HiddenSize, Width);
         Check("qformer_config.intermediate_size", QFormer.IntermediateSize, 4 * Width);
@@ -77,14 +69,7 @@ public sealed record MultimodalConfig
             Check("text_config.num_decoder_layers", Text.NumDecoderLayers ?? Text.NumLayers, Layers);
             Check("text_config.num_heads", Text.NumHeads, Width);
         }
-        else
-        {
-            Check("text_config.hidden_size", Text.HiddenSize, Width);
-            Check("text_config.num_hidden_layers", Text.NumHiddenLayers, Layers);
-            Check("text_config.num_attention_heads", Text.NumAttentionHeads, Text.HiddenSize);
-            Check(Text.ModelType == "opt" ? "text_config.ffn_dim" : "text_config.intermediate_size", Text.ModelType == "opt" ? Text.FfnDim : Text.IntermediateSize, 4 * Width);
-            Check("text_config.max_position_embeddings", Text.MaxPositionEmbeddings, 1 << 24);
-        }
+        else ConfigBounds.CheckDecoderOnly(Text, file);
     }
 
     public static MultimodalConfig Load(string path)
@@ -117,7 +102,7 @@ public sealed record MultimodalConfig
         ["t5"] = new[] { "d_model", "d_kv", "d_ff", "num_layers", "num_decoder_layers", "num_heads", "relative_attention_num_buckets",
             "relative_attention_max_distance", "dropout_rate", "layer_norm_epsilon", "feed_forward_proj", "dense_act_fn", "decoder_start_token_id" },
         ["llama"] = new[] { "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "rms_norm_eps",
-            "rope_theta", "hidden_act", "max_position_embeddings", "attention_dropout" },
+            "rope_theta", "hidden_act", "max_position_embeddings", "attention_dropout", "attention_bias", "mlp_bias" },
         ["opt"] = new[] { "hidden_size", "ffn_dim", "word_embed_proj_dim", "num_hidden_layers", "num_attention_heads", "do_layer_norm_before",
             "activation_function", "enable_bias", "dropout", "attention_dropout", "max_position_embeddings" },
     };
@@ -127,7 +112,7 @@ public sealed record MultimodalConfig
     /// T5Config maps hidden_size, num_attention_heads and num_hidden_layers onto d_model, num_heads and
     /// num_layers, so LLaMA-sized defaults left in a T5 text_config would resize the model in Transformers.
     /// </summary>
-    static JsonNode TextConfigJson(TextConfig text)
+    internal static JsonNode TextConfigJson(TextConfig text)
     {
         var node = JsonSerializer.SerializeToNode(text, HfJson.Options)!.AsObject();
         var keep = CommonTextKeys.Concat(TextKeys.GetValueOrDefault(text.ModelType) ?? Array.Empty<string>()).ToHashSet();

@@ -39,6 +39,10 @@ public sealed record TextConfig
     public double RopeTheta { get; init; } = 10000;
     public string HiddenAct { get; init; } = "silu";
     public int MaxPositionEmbeddings { get; init; } = 2048;
+    /// <summary>LLaMA: biases on q, k, v, o (HF LlamaConfig; a checkpoint with folded adapters has them).</summary>
+    public bool AttentionBias { get; init; }
+    /// <summary>LLaMA: biases on gate, up, down.</summary>
+    public bool MlpBias { get; init; }
 
     // OPT
     public int FfnDim { get; init; } = 10240;

@@ -18,12 +18,38 @@ public sealed class LlamaModel : LanguageModel
     readonly Linear lm_head;
     readonly TextConfig config;
 
-    public LlamaModel(TextConfig c, Device? device = null) : base("language_model")
+    /// <param name="privateFirstToken">
+    /// LaVIN's modality token: position 0 attends to itself and no later position attends to it (it only feeds routers).
+    /// </param>
+    public LlamaModel(TextConfig c, Device? device = null, bool privateFirstToken = false) : base("language_model")
     {
         config = c;
-        model = new LlamaInner(c, device);
+        model = new LlamaInner(c, device, privateFirstToken);
         lm_head = new Linear(c.HiddenSize, c.VocabSize, hasBias: false, device: device);
         RegisterComponents();
+    }
+
+    public TextConfig Config => config;
+
+    /// <summary>
+    /// After adapters were folded into some projections (which gave them biases): every attention (or MLP)
+    /// projection gets a bias if any has one, zero where it had none, as HF's attention_bias / mlp_bias
+    /// require; returns the config that now describes the layers.
+    /// </summary>
+    public TextConfig UniformBiases()
+    {
+        bool Uniform(IEnumerable<Linear> layers)
+        {
+            var list = layers.ToList();
+            if (list.All(l => l.bias is null)) return false;
+            foreach (var l in list) l.EnsureBias();
+            return true;
+        }
+        return config with
+        {
+            AttentionBias = Uniform(model.Layers.SelectMany(l => l.AttentionProjections)),
+            MlpBias = Uniform(model.Layers.SelectMany(l => l.MlpProjections)),
+        };
     }
 
     public override bool IsEncoderDecoder => false;
@@ -119,10 +145,12 @@ sealed class LlamaInner : nn.Module
     readonly ModuleList<LlamaDecoderLayer> layers;
     readonly RmsNorm norm;
     readonly TextConfig config;
+    readonly bool privateFirstToken;
 
-    public LlamaInner(TextConfig c, Device? device) : base("model")
+    public LlamaInner(TextConfig c, Device? device, bool privateFirstToken) : base("model")
     {
         config = c;
+        this.privateFirstToken = privateFirstToken;
         embed_tokens = new Nn.Embedding(c.VocabSize, c.HiddenSize, device);
         layers = new ModuleList<LlamaDecoderLayer>(Enumerable.Range(0, c.NumHiddenLayers).Select(_ => new LlamaDecoderLayer(c, device)).ToArray());
         norm = new RmsNorm(c.HiddenSize, c.RmsNormEps, device);
@@ -130,6 +158,7 @@ sealed class LlamaInner : nn.Module
     }
 
     public Tensor EmbedTokens(Tensor ids) => embed_tokens.call(ids);
+    public IEnumerable<LlamaDecoderLayer> Layers => layers;
 
     /// <summary>
     /// Runs new positions [1, n, D] after those in <paramref name="cache"/> (generation: one sequence, no padding),
@@ -141,7 +170,7 @@ sealed class LlamaInner : nn.Module
         long past = cache.Length, n = h.shape[1];
         // New position i (absolute past + i) sees every cached position and the new ones up to itself.
         var future = torch.ones(n, past + n, dtype: ScalarType.Bool, device: h.device).triu(past + 1);
-        var mask = torch.zeros(n, past + n, dtype: h.dtype, device: h.device).masked_fill(future, Nn.Attention.MinValue(h.dtype));
+        var mask = torch.zeros(n, past + n, dtype: h.dtype, device: h.device).masked_fill(HideFirstToken(future, past), Nn.Attention.MinValue(h.dtype));
         var (cos, sin) = LlamaModel.Rotary(past + n, config.HiddenSize / config.NumAttentionHeads, config.RopeTheta, h.device);
         cos = cos[(int)past..];
         sin = sin[(int)past..];
@@ -150,12 +179,22 @@ sealed class LlamaInner : nn.Module
         return norm.call(h).MoveToOuterDisposeScope();
     }
 
+    /// <summary>Adds key 0 to the hidden keys of every query at absolute position ≥ 1 (rows start at <paramref name="past"/>).</summary>
+    Tensor HideFirstToken(Tensor hidden, long past)
+    {
+        if (!privateFirstToken) return hidden;
+        var rows = torch.arange(past, past + hidden.shape[0], device: hidden.device).ge(1);
+        var firstKey = torch.zeros(hidden.shape[1], dtype: ScalarType.Bool, device: hidden.device);
+        firstKey[0] = true;
+        return hidden.logical_or(rows.unsqueeze(1).logical_and(firstKey.unsqueeze(0)));
+    }
+
     public Tensor Run(Tensor h, Tensor attentionMask)
     {
         using var scope = torch.NewDisposeScope();
         long t = h.shape[1];
         var causal = torch.ones(t, t, dtype: ScalarType.Bool, device: h.device).tril().logical_not();
-        var mask = Nn.Attention.Additive(attentionMask, h.dtype).masked_fill(causal, Nn.Attention.MinValue(h.dtype));
+        var mask = Nn.Attention.Additive(attentionMask, h.dtype).masked_fill(HideFirstToken(causal, 0), Nn.Attention.MinValue(h.dtype));
         var (cos, sin) = LlamaModel.Rotary(t, config.HiddenSize / config.NumAttentionHeads, config.RopeTheta, h.device);
         foreach (var layer in layers) h = layer.Run(h, mask, cos, sin);
         return norm.call(h).MoveToOuterDisposeScope();
@@ -175,10 +214,13 @@ sealed class LlamaDecoderLayer : nn.Module
         self_attn = new LlamaAttention(c, device);
         post_attention_layernorm = new RmsNorm(c.HiddenSize, c.RmsNormEps, device);
         mlp = new LlamaMlp(c, device);
-        adapter_before_attention = new AdapterSite(AdapterPlacement.BeforeAttention, c.HiddenSize);
-        adapter_before_ffn = new AdapterSite(AdapterPlacement.BeforeFeedForward, c.HiddenSize);
+        adapter_before_attention = new AdapterSite(AdapterPlacement.BeforeAttention, c.HiddenSize).FoldsInto(self_attn.InputProjections);
+        adapter_before_ffn = new AdapterSite(AdapterPlacement.BeforeFeedForward, c.HiddenSize).FoldsInto(mlp.InputProjections);
         RegisterComponents();
     }
+
+    public IEnumerable<Linear> AttentionProjections => self_attn.Projections;
+    public IEnumerable<Linear> MlpProjections => mlp.Projections;
 
     public Tensor Run(Tensor h, Tensor mask, Tensor cos, Tensor sin, LlamaKvCache? cache = null, int index = 0)
     {
@@ -197,12 +239,16 @@ sealed class LlamaAttention : nn.Module
         heads = c.NumAttentionHeads;
         kvHeads = c.NumKeyValueHeads ?? c.NumAttentionHeads;
         int headDim = c.HiddenSize / heads;
-        q_proj = new Linear(c.HiddenSize, heads * headDim, hasBias: false, device: device);
-        k_proj = new Linear(c.HiddenSize, kvHeads * headDim, hasBias: false, device: device);
-        v_proj = new Linear(c.HiddenSize, kvHeads * headDim, hasBias: false, device: device);
-        o_proj = new Linear(heads * headDim, c.HiddenSize, hasBias: false, device: device);
+        q_proj = new Linear(c.HiddenSize, heads * headDim, hasBias: c.AttentionBias, device: device);
+        k_proj = new Linear(c.HiddenSize, kvHeads * headDim, hasBias: c.AttentionBias, device: device);
+        v_proj = new Linear(c.HiddenSize, kvHeads * headDim, hasBias: c.AttentionBias, device: device);
+        o_proj = new Linear(heads * headDim, c.HiddenSize, hasBias: c.AttentionBias, device: device);
         RegisterComponents();
     }
+
+    /// <summary>The projections that read the attention input (what an adapter before attention folds into).</summary>
+    public Linear[] InputProjections => new[] { q_proj, k_proj, v_proj };
+    public Linear[] Projections => new[] { q_proj, k_proj, v_proj, o_proj };
 
     /// <param name="cache">Generation: keys/values of earlier positions, extended with these.</param>
     public Tensor Run(Tensor h, Tensor mask, Tensor cos, Tensor sin, LlamaKvCache? cache = null, int index = 0)
@@ -230,12 +276,15 @@ sealed class LlamaMlp : nn.Module<Tensor, Tensor>
 
     public LlamaMlp(TextConfig c, Device? device) : base("mlp")
     {
-        gate_proj = new Linear(c.HiddenSize, c.IntermediateSize, hasBias: false, device: device);
-        up_proj = new Linear(c.HiddenSize, c.IntermediateSize, hasBias: false, device: device);
-        down_proj = new Linear(c.IntermediateSize, c.HiddenSize, hasBias: false, device: device);
+        gate_proj = new Linear(c.HiddenSize, c.IntermediateSize, hasBias: c.MlpBias, device: device);
+        up_proj = new Linear(c.HiddenSize, c.IntermediateSize, hasBias: c.MlpBias, device: device);
+        down_proj = new Linear(c.IntermediateSize, c.HiddenSize, hasBias: c.MlpBias, device: device);
         act = Activations.Get(c.HiddenAct);
         RegisterComponents();
     }
+
+    public Linear[] InputProjections => new[] { gate_proj, up_proj };
+    public Linear[] Projections => new[] { gate_proj, up_proj, down_proj };
 
     public override Tensor forward(Tensor x) => down_proj.call(act(gate_proj.call(x)) * up_proj.call(x));
 }

@@ -106,6 +106,11 @@ sealed class OptDecoderLayer : nn.Module
         dropout = c.Dropout;
         adapter_before_attention = new AdapterSite(AdapterPlacement.BeforeAttention, c.HiddenSize);
         adapter_before_ffn = new AdapterSite(AdapterPlacement.BeforeFeedForward, c.HiddenSize);
+        if (c.EnableBias)   // OPTConfig has no per-layer bias switch: folding needs the biases to exist already
+        {
+            adapter_before_attention.FoldsInto(self_attn.InputProjections);
+            adapter_before_ffn.FoldsInto(fc1);
+        }
         RegisterComponents();
     }
 
@@ -121,6 +126,8 @@ sealed class OptAttention : nn.Module
 {
     readonly Linear q_proj, k_proj, v_proj, out_proj;
     readonly int heads;
+
+    public Linear[] InputProjections { get; }
     readonly double dropout;
 
     public OptAttention(TextConfig c, Device? device) : base("self_attn")
@@ -129,6 +136,7 @@ sealed class OptAttention : nn.Module
         k_proj = new Linear(c.HiddenSize, c.HiddenSize, c.EnableBias, device: device);
         v_proj = new Linear(c.HiddenSize, c.HiddenSize, c.EnableBias, device: device);
         out_proj = new Linear(c.HiddenSize, c.HiddenSize, c.EnableBias, device: device);
+        InputProjections = new[] { q_proj, k_proj, v_proj };
         heads = c.NumAttentionHeads;
         dropout = c.AttentionDropout;
         RegisterComponents();

@@ -47,7 +47,12 @@ public class BlipForConditionalGeneration : VisionLanguageModel
         RegisterComponents();
     }
 
-    public MultimodalConfig Config { get; }
+    public MultimodalConfig Config { get; private set; }
+
+    public override void AfterAdaptersFolded()
+    {
+        if (language_model is LlamaModel llama) Config = Config with { Text = llama.UniformBiases() };
+    }
     public override string ModelType => Config.ModelType;
     public override string ConfigJson() => Config.ToJson();
     public override NllReduction CandidateReduction => Config.DecoderOnly ? NllReduction.MeanOverPaddedLength : NllReduction.Sum;
@@ -150,33 +155,14 @@ public class BlipForConditionalGeneration : VisionLanguageModel
         if (pixels.Length != 4 || pixels[1] != v.NumChannels || pixels[2] != v.ImageSize || pixels[3] != v.ImageSize)
             throw new BadInputException($"pixel_values must be [batch, {v.NumChannels}, {v.ImageSize}, {v.ImageSize}], got [{string.Join(", ", pixels)}]");
         long batch = pixels[0];
-        CheckIds("input_ids", x.InputIds, batch, Config.Text.VocabSize);
-        CheckIds("qformer_input_ids", x.QFormerInputIds, batch, Config.QFormer.VocabSize);
-        CheckIds("decoder_input_ids", x.DecoderInputIds, batch, Config.Text.VocabSize);
-        CheckIds("labels", x.Labels, batch, Config.Text.VocabSize, allowIgnore: true);
-        CheckMask("attention_mask", x.AttentionMask, x.InputIds);
-        CheckMask("qformer_attention_mask", x.QFormerAttentionMask, x.QFormerInputIds);
-        CheckMask("decoder_attention_mask", x.DecoderAttentionMask, x.DecoderInputIds);
+        InputChecks.Ids("input_ids", x.InputIds, batch, Config.Text.VocabSize);
+        InputChecks.Ids("qformer_input_ids", x.QFormerInputIds, batch, Config.QFormer.VocabSize);
+        InputChecks.Ids("decoder_input_ids", x.DecoderInputIds, batch, Config.Text.VocabSize);
+        InputChecks.Ids("labels", x.Labels, batch, Config.Text.VocabSize, allowIgnore: true);
+        InputChecks.Mask("attention_mask", x.AttentionMask, x.InputIds);
+        InputChecks.Mask("qformer_attention_mask", x.QFormerAttentionMask, x.QFormerInputIds);
+        InputChecks.Mask("decoder_attention_mask", x.DecoderAttentionMask, x.DecoderInputIds);
         if (Config.DecoderOnly && x.Labels is not null && x.Labels.shape[1] != x.InputIds.shape[1])
             throw new BadInputException($"labels must cover input_ids ([{batch}, {x.InputIds.shape[1]}]), got [{string.Join(", ", x.Labels.shape)}]");
-    }
-
-    static void CheckIds(string name, Tensor? ids, long batch, long vocab, bool allowIgnore = false)
-    {
-        if (ids is null) return;
-        if (ids.dim() != 2 || ids.shape[0] != batch)
-            throw new BadInputException($"{name} must be [{batch}, length] like pixel_values' batch, got [{string.Join(", ", ids.shape)}]");
-        if (ids.numel() == 0) return;
-        var valid = ids.ge(0).logical_and(ids.lt(vocab));
-        if (allowIgnore) valid = valid.logical_or(ids.eq(-100));
-        if (!valid.all().item<bool>())
-            throw new BadInputException($"{name} holds ids outside [0, {vocab}){(allowIgnore ? " (and -100)" : "")}: min {ids.min().item<long>()}, max {ids.max().item<long>()}");
-    }
-
-    static void CheckMask(string name, Tensor? mask, Tensor? ids)
-    {
-        if (mask is null) return;
-        if (ids is null || !mask.shape.SequenceEqual(ids.shape))
-            throw new BadInputException($"{name} must have the shape of its ids, got [{string.Join(", ", mask.shape)}]");
     }
 }

@@ -89,7 +89,8 @@ sealed class BlipVisionLayer : nn.Module<Tensor, Tensor>
         layer_norm2 = new LayerNorm(c.HiddenSize, c.LayerNormEps, device: device);
         mlp = new BlipVisionMlp(c, device);
         adapter_before_attention = new AdapterSite(AdapterPlacement.BeforeAttention, c.HiddenSize);
-        adapter_before_ffn = new AdapterSite(AdapterPlacement.BeforeFeedForward, c.HiddenSize);
+        // The fused qkv's k bias is not stored (HF keeps q_bias and v_bias only), so only the FFN site can fold.
+        adapter_before_ffn = new AdapterSite(AdapterPlacement.BeforeFeedForward, c.HiddenSize).FoldsInto(mlp.fc1);
         RegisterComponents();
     }
 
@@ -128,7 +129,8 @@ sealed class BlipVisionAttention : nn.Module<Tensor, Tensor>
 
 sealed class BlipVisionMlp : nn.Module<Tensor, Tensor>
 {
-    readonly Linear fc1, fc2;
+    public readonly Linear fc1;
+    readonly Linear fc2;
     readonly Func<Tensor, Tensor> act;
 
     public BlipVisionMlp(VisionConfig c, Device? device) : base("mlp")

@@ -42,6 +42,9 @@ public sealed class TextTokenizer
     public string TruncationSide { get; }
     public Tokenizer Inner => inner;
 
+    /// <summary>The special tokens <see cref="Encode(string, bool)"/> puts before a text (LLaMA: BOS; BERT: [CLS]).</summary>
+    public IReadOnlyList<int> Prefix => prefix;
+
     /// <summary>Ids of added tokens such as the Q-Former's "[DEC]".</summary>
     public int? AddedTokenId(string token) => added.TryGetValue(token, out int id) ? id : null;
 
