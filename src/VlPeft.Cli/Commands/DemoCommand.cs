@@ -10,13 +10,17 @@ static class DemoCommand
     {
         var output = new Option<string>("--out") { Description = "Output directory", DefaultValueFactory = _ => "demo-output" };
         var quick = new Option<bool>("--quick") { Description = "Fewer examples and epochs" };
-        var baseModel = new Option<string?>("--base") { Description = "Pretrained tiny base (default: models/tiny-instructblip)" };
+        var baseModel = new Option<string?>("--base") { Description = "Pretrained tiny InstructBLIP base (default: models/tiny-instructblip)" };
+        var lavinBase = new Option<string?>("--lavin-base") { Description = "Pretrained tiny LaVIN-style base (default: models/tiny-lavin)" };
         var methods = new Option<string?>("--methods") { Description = $"Comma-separated subset of: {string.Join(", ", DemoOptions.DefaultMethods)}" };
         var json = new Option<bool>("--json") { Description = "Print the result rows as JSON (progress goes to stderr)" };
-        var command = new Command("demo", "Fine-tune the tiny InstructBLIP with each PEFT method on the synthetic suites and report") { output, quick, baseModel, methods, json };
+        var command = new Command("demo", "Fine-tune the tiny InstructBLIP and the tiny LaVIN-style model with each PEFT method on the synthetic suites and report")
+        {
+            output, quick, baseModel, lavinBase, methods, json,
+        };
         command.SetAction(parse => CliApp.Guard(console, () =>
         {
-            var options = new DemoOptions { Output = parse.GetValue(output)!, Quick = parse.GetValue(quick), BaseModel = parse.GetValue(baseModel) };
+            var options = new DemoOptions { Output = parse.GetValue(output)!, Quick = parse.GetValue(quick), BaseModel = parse.GetValue(baseModel), LavinBaseModel = parse.GetValue(lavinBase) };
             if (parse.GetValue(methods) is string subset)
             {
                 var chosen = subset.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);

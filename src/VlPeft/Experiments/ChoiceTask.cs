@@ -36,6 +36,9 @@ public sealed class ChoiceTask : ITrainingTask
     /// <summary>Random crop and flip of training images (LAVIS's train processor).</summary>
     public bool Augment { get; init; } = true;
 
+    /// <summary>Generated text → choice index (−1 = none); default: match the option text (<see cref="ChoiceAnswerParser"/>).</summary>
+    public Func<string, ChoiceRecord, int> AnswerParser { get; init; } = (text, r) => ChoiceAnswerParser.Parse(text, r.Choices);
+
     public Tensor Loss(IReadOnlyList<int> examples, int epoch, Random random)
     {
         var batch = examples.Select(i => (train[i].ImagePath, Prompt: prompt(train[i]))).Select(e => new TextExample(e.ImagePath, e.Prompt.Instruction, e.Prompt.Target)).ToList();
@@ -56,7 +59,7 @@ public sealed class ChoiceTask : ITrainingTask
         {
             using var quiet = GcQuietRegion.Enter();
             foreach (var r in chunk)
-                predictions[r.Id] = ChoiceAnswerParser.Parse(generator.Generate(r.ImagePath, prompt(r).Instruction, options), r.Choices);
+                predictions[r.Id] = AnswerParser(generator.Generate(r.ImagePath, prompt(r).Instruction, options), r);
         }
         var predicted = predictions;
         return records.Count == 0 ? 0 : 100.0 * records.Count(r => predicted[r.Id] == r.Answer) / records.Count;

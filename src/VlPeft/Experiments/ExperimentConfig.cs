@@ -27,7 +27,51 @@ public sealed class ExperimentConfig
     /// </summary>
     public Dictionary<string, object?> Peft { get; set; } = new();
     public TrainingSection Training { get; set; } = new();
+    public EvaluationSection Evaluation { get; set; } = new();
+    /// <summary>
+    /// The multiple-choice prompt: <c>instructblip</c> (the Q-Former PEFT paper's templates, "(a) choice" targets) or
+    /// <c>lavin_qcm_ale</c> (ScienceQA only: LaVIN's QCM-ALE prompt, target "The answer is X. BECAUSE: …").
+    /// </summary>
+    public string Prompt { get; set; } = InstructBlipPrompt;
     public string? Output { get; set; }
+
+    public const string InstructBlipPrompt = "instructblip", LavinPrompt = "lavin_qcm_ale";
+
+    /// <summary>How the test split is scored.</summary>
+    public sealed class EvaluationSection
+    {
+        /// <summary><c>rank</c>: candidates ranked by LM loss (Q-Former PEFT paper); <c>generate</c>: an answer generated and parsed.</summary>
+        public string Mode { get; set; } = "rank";
+        /// <summary>Generated text → choice: <c>choice</c> (match the option text), or the ScienceQA rules <c>official</c>, <c>lavin</c>, <c>llava</c>.</summary>
+        public string AnswerRule { get; set; } = "choice";
+        public int MaxNewTokens { get; set; } = 64;
+        /// <summary>0: greedy (LaVIN's setting); the Bottleneck Adapter paper samples with 0.1 and top-p 0.75.</summary>
+        public double Temperature { get; set; }
+        public double TopP { get; set; } = 1.0;
+        public int NumBeams { get; set; } = 1;
+        /// <summary>Seeds sampling and the random fallback of the ScienceQA answer rules.</summary>
+        public int Seed { get; set; }
+
+        public static readonly string[] Modes = { "rank", "generate" };
+        public static readonly string[] AnswerRules = { "choice", "official", "lavin", "llava" };
+
+        public void Validate(string source)
+        {
+            if (!Modes.Contains(Mode)) throw new BadInputException($"evaluation: mode must be one of {string.Join(", ", Modes)}, got '{Mode}'", source);
+            if (!AnswerRules.Contains(AnswerRule)) throw new BadInputException($"evaluation: answer_rule must be one of {string.Join(", ", AnswerRules)}, got '{AnswerRule}'", source);
+            if (MaxNewTokens < 1) throw new BadInputException($"evaluation: max_new_tokens must be an integer >= 1, got {MaxNewTokens}", source);
+            try
+            {
+                Generation.Validate();
+            }
+            catch (BadInputException e)
+            {
+                throw new BadInputException($"evaluation: {e.Message.Replace("--", "").Replace('-', '_')}", source);
+            }
+        }
+
+        public Evaluation.GenerationOptions Generation => new() { MaxNewTokens = MaxNewTokens, Temperature = Temperature, TopP = TopP, NumBeams = NumBeams, Seed = Seed };
+    }
 
     public sealed class ModelSection
     {
@@ -47,7 +91,16 @@ public sealed class ExperimentConfig
         public double MinLr { get; set; }
         public string Schedule { get; set; } = LearningRateSchedule.LinearDecayPerEpoch;
         public int WarmupSteps { get; set; }
+        /// <summary>The warmup of <c>half_cycle_cosine</c>, in epochs (LaVIN: 2).</summary>
+        public double WarmupEpochs { get; set; }
         public double WeightDecay { get; set; } = 0.05;
+        /// <summary><c>lavis</c> (no decay on biases, norms, 1-D tensors) or <c>timm</c> (no decay on 1-D tensors and *.bias; LaVIN).</summary>
+        public string WeightDecayRule { get; set; } = OptimizerFactory.LavisRule;
+        public double AdamBeta1 { get; set; } = 0.9;
+        /// <summary>LaVIN: 0.95.</summary>
+        public double AdamBeta2 { get; set; } = 0.999;
+        /// <summary><c>best</c>: test the best validation epoch (Q-Former PEFT paper); <c>last</c>: the last epoch (LaVIN).</summary>
+        public string TestCheckpoint { get; set; } = "best";
         public int Epochs { get; set; } = 15;
         public int BatchSize { get; set; } = 16;
         public int GradientAccumulation { get; set; } = 1;
@@ -75,6 +128,11 @@ public sealed class ExperimentConfig
             Check(double.IsFinite(MinLr) && MinLr >= 0, "min_lr", MinLr, "a finite number >= 0");
             Check(double.IsFinite(WeightDecay) && WeightDecay >= 0, "weight_decay", WeightDecay, "a finite number >= 0");
             Check(WarmupSteps >= 0, "warmup_steps", WarmupSteps, "an integer >= 0");
+            Check(double.IsFinite(WarmupEpochs) && WarmupEpochs >= 0 && WarmupEpochs < Math.Max(1, Epochs), "warmup_epochs", WarmupEpochs, "a finite number >= 0 and below epochs");
+            Check(OptimizerFactory.Rules.Contains(WeightDecayRule), "weight_decay_rule", WeightDecayRule, string.Join(" or ", OptimizerFactory.Rules));
+            Check(AdamBeta1 is >= 0 and < 1, "adam_beta1", AdamBeta1, "in [0, 1)");
+            Check(AdamBeta2 is >= 0 and < 1, "adam_beta2", AdamBeta2, "in [0, 1)");
+            Check(TestCheckpoint is "best" or "last", "test_checkpoint", TestCheckpoint, "best or last");
             Check(Epochs >= 1, "epochs", Epochs, "an integer >= 1");
             Check(BatchSize >= 1, "batch_size", BatchSize, "an integer >= 1");
             Check(GradientAccumulation >= 1, "gradient_accumulation", GradientAccumulation, "an integer >= 1");
@@ -98,9 +156,21 @@ public sealed class ExperimentConfig
         public TrainerOptions ToOptions(IReadOnlyDictionary<string, double>? prefixLearningRates = null) => new()
         {
             LearningRate = Lr, PrefixLearningRates = prefixLearningRates, MinLearningRate = MinLr, Schedule = Schedule, WarmupSteps = WarmupSteps, WeightDecay = WeightDecay,
+            WarmupEpochs = WarmupEpochs, WeightDecayRule = WeightDecayRule, Beta1 = AdamBeta1, Beta2 = AdamBeta2, KeepLast = TestCheckpoint == "last",
             Epochs = Epochs, BatchSize = BatchSize, GradientAccumulation = GradientAccumulation, MaxGradNorm = MaxGradNorm,
             Patience = Patience, Seed = Seed, LogEvery = 5,
         };
+    }
+
+    /// <summary>Checks every section's values, naming the file.</summary>
+    public void Validate(string source)
+    {
+        Training.Validate(source);
+        Evaluation.Validate(source);
+        if (Prompt is not (InstructBlipPrompt or LavinPrompt))
+            throw new BadInputException($"prompt must be {InstructBlipPrompt} or {LavinPrompt}, got '{Prompt}'", source);
+        if (Prompt == LavinPrompt && Task != "scienceqa")
+            throw new BadInputException($"prompt {LavinPrompt} is ScienceQA's; task '{Task}' has no lecture or solution to explain with", source);
     }
 
     public static ExperimentConfig Load(string path)
@@ -111,7 +181,7 @@ public sealed class ExperimentConfig
             var deserializer = new DeserializerBuilder().WithNamingConvention(UnderscoredNamingConvention.Instance).Build();
             var config = deserializer.Deserialize<ExperimentConfig>(File.ReadAllText(path)) ?? new ExperimentConfig();
             if (config.Name.Length == 0) config.Name = System.IO.Path.GetFileNameWithoutExtension(path);
-            config.Training.Validate(path);
+            config.Validate(path);
             return config;
         }
         catch (YamlException e)
@@ -129,6 +199,7 @@ public sealed class ExperimentConfig
     {
         "ModelSection" => "model:",
         "TrainingSection" => "training:",
+        "EvaluationSection" => "evaluation:",
         _ => "the top level",
     };
 

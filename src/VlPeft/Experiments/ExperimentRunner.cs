@@ -46,7 +46,7 @@ public static class ExperimentRunner
     /// <param name="overwrite">Replace a run the directory already holds; without it (or <paramref name="resume"/>) that is an error.</param>
     public static ExperimentResult Run(ExperimentConfig config, string runDirectory, bool resume = false, string source = "experiment file", bool overwrite = false)
     {
-        config.Training.Validate(source);
+        config.Validate(source);
         var data = config.Data ?? throw new BadInputException($"no data directory: give --data or set 'data:' in the {source}");
         if (!Directory.Exists(data)) throw new BadInputException("data directory not found", data);
         var run = new RunDirectory(runDirectory);
@@ -81,11 +81,13 @@ public static class ExperimentRunner
             var train = Limit(ReadChoiceSplit(config, data, "train"), t.MaxTrainExamples);
             var val = Limit(ReadChoiceSplit(config, data, "val"), t.MaxEvalExamples);
             var testRecords = Limit(ReadChoiceSplit(config, data, "test"), t.MaxEvalExamples);
-            var choice = new ChoiceTask(model, processor, train, val, PromptFor(config.Task)) { Augment = t.Augment };
+            var choice = new ChoiceTask(model, processor, train, val, PromptFor(config)) { Augment = t.Augment, AnswerParser = AnswerParserFor(config.Evaluation) };
             task = choice;
             test = () =>
             {
-                double accuracy = choice.Accuracy(testRecords, out var predictions);
+                double accuracy = config.Evaluation.Mode == "generate"
+                    ? choice.GenerationAccuracy(testRecords, config.Evaluation.Generation, out var predictions)
+                    : choice.Accuracy(testRecords, out predictions);
                 // The official result-file shape, so `vlpeft score` can re-score it.
                 File.WriteAllText(Path.Combine(run.Path, "predictions.json"), System.Text.Json.JsonSerializer.Serialize(new { results = predictions }));
                 if (config.Task == "scienceqa") categories = ScienceQaScorer.Score(testRecords, predictions).Metrics;
@@ -124,7 +126,8 @@ public static class ExperimentRunner
         var (model, processor) = LoadModel(config, data, modelFolder: null);
         if (adapterDirectory != null) LoadAdapter(model, adapterDirectory);
         var records = ReadChoiceSplit(config, data, split);
-        var task = new ChoiceTask(model, processor, Array.Empty<ChoiceRecord>(), Array.Empty<ChoiceRecord>(), PromptFor(config.Task));
+        var task = new ChoiceTask(model, processor, Array.Empty<ChoiceRecord>(), Array.Empty<ChoiceRecord>(), PromptFor(config)) { AnswerParser = AnswerParserFor(config.Evaluation) };
+        generation ??= config.Evaluation.Mode == "generate" ? config.Evaluation.Generation : null;
         double accuracy;
         Dictionary<string, int> predictions;
         using (torch.no_grad())
@@ -154,9 +157,19 @@ public static class ExperimentRunner
         return config.TextOnly ? records.Select(r => r with { ImagePath = null }).ToList() : records;
     }
 
-    /// <summary>The InstructBLIP PEFT prompt of a multiple-choice task.</summary>
-    static Func<ChoiceRecord, PromptExample> PromptFor(string task) =>
-        task == "iconqa" ? InstructBlipPeftPrompts.IconQa : InstructBlipPeftPrompts.ScienceQa;
+    /// <summary>The prompt of a multiple-choice task: the InstructBLIP PEFT templates or LaVIN's QCM-ALE.</summary>
+    static Func<ChoiceRecord, PromptExample> PromptFor(ExperimentConfig config) =>
+        config.Prompt == ExperimentConfig.LavinPrompt ? ScienceQaPrompts.Lavin
+        : config.Task == "iconqa" ? InstructBlipPeftPrompts.IconQa : InstructBlipPeftPrompts.ScienceQa;
+
+    /// <summary>Generated text → choice under the experiment's answer rule (the ScienceQA rules fall back to a seeded random choice).</summary>
+    static Func<string, ChoiceRecord, int> AnswerParserFor(ExperimentConfig.EvaluationSection evaluation)
+    {
+        if (evaluation.AnswerRule == "choice") return (text, r) => Evaluation.ChoiceAnswerParser.Parse(text, r.Choices);
+        var rule = Enum.Parse<ScienceQaAnswerRule>(evaluation.AnswerRule, ignoreCase: true);
+        var parser = new ScienceQaAnswerParser(rule, evaluation.Seed);
+        return (text, r) => parser.Parse(text, r.Choices.Count);
+    }
 
     /// <param name="modelFolder">Where a model built from scratch keeps its tokenizer files (required then).</param>
     static (VisionLanguageModel, VisionLanguageProcessor) LoadModel(ExperimentConfig config, string data, string? modelFolder)

@@ -26,6 +26,16 @@ public static class ScienceQaPrompts
     }
 
     /// <summary>
+    /// LaVIN's QCM-ALE as a training/ranking example: the prompt, the explained target, and one candidate per
+    /// option ("The answer is X.", what the answer rules read) for ranking.
+    /// </summary>
+    public static PromptExample Lavin(ChoiceRecord r)
+    {
+        var (prompt, target) = LavinQcmAle(r);
+        return new PromptExample(prompt, target, Enumerable.Range(0, r.Choices.Count).Select(i => $"The answer is {Letters[i]}.").ToList());
+    }
+
+    /// <summary>
     /// LLaVA-1.5 zero-shot (llava_test_CQM-A.json): <c>&lt;image&gt;\n</c> if there is an image,
     /// <c>Context: hint\n</c> if the hint is non-empty, then <c>q\nA. c0\nB. c1</c>; one pass of "  " → " ".
     /// The answer is the bare letter.

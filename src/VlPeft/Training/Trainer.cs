@@ -45,7 +45,7 @@ public sealed class Trainer
     {
         var trainable = Trainable();
         using var optimizer = OptimizerFactory.AdamW(trainable, options.LearningRate, options.WeightDecay, options.Beta1, options.Beta2,
-            learningRateFor: options.LearningRateFor);
+            learningRateFor: options.LearningRateFor, decayRule: options.WeightDecayRule);
         var ratios = OptimizerFactory.LearningRateRatios(optimizer, options.LearningRate);
         var state = new TrainerState();
         TrainingCheckpoint.RemoveLeftovers(run.LastCheckpoint);   // a killed run's half-written checkpoints
@@ -77,7 +77,7 @@ public sealed class Trainer
                 bool stepStart = micro % options.GradientAccumulation == 0;
                 if (stepStart)
                     OptimizerFactory.SetLearningRate(optimizer, LearningRateSchedule.At(options.Schedule, options.LearningRate, options.MinLearningRate,
-                        step, epoch, totalSteps, options.Epochs, options.WarmupSteps), ratios);
+                        step, epoch, totalSteps, options.Epochs, options.WarmupSteps, epoch + (double)micro / MicroBatchesPerEpoch, options.WarmupEpochs), ratios);
                 var batch = order.Skip(micro * options.BatchSize).Take(options.BatchSize).ToList();
                 int microIndex = epoch * MicroBatchesPerEpoch + micro;
                 torch.manual_seed(Seeds.Mix(options.Seed, microIndex, 2)); // dropout of this micro-batch
@@ -135,10 +135,10 @@ public sealed class Trainer
             if (improved) TrainingCheckpoint.Save(run.BestCheckpoint, trainable, optimizer, state, peft);
             TrainingCheckpoint.Save(run.LastCheckpoint, trainable, optimizer, state, peft);
         }
-        // Test on the best checkpoint, as the paper does.
-        if (TrainingCheckpoint.Find(run.BestCheckpoint) is string best)
+        // Test on the best checkpoint, as the Q-Former PEFT paper does (LaVIN tests the last one).
+        if (!options.KeepLast && TrainingCheckpoint.Find(run.BestCheckpoint) is string best)
         {
-            using var scratch = OptimizerFactory.AdamW(trainable, options.LearningRate, options.WeightDecay, learningRateFor: options.LearningRateFor);
+            using var scratch = OptimizerFactory.AdamW(trainable, options.LearningRate, options.WeightDecay, learningRateFor: options.LearningRateFor, decayRule: options.WeightDecayRule);
             TrainingCheckpoint.Load(best, trainable, scratch);
         }
         return new TrainResult(state, samples / Math.Max(1e-9, watch.Elapsed.TotalSeconds), watch.Elapsed.TotalSeconds);

@@ -9,6 +9,12 @@ public sealed record TrainerOptions
     public double MinLearningRate { get; init; }
     public string Schedule { get; init; } = LearningRateSchedule.LinearDecayPerEpoch;
     public int WarmupSteps { get; init; }
+    /// <summary>The half-cycle cosine's warmup, in (fractional) epochs.</summary>
+    public double WarmupEpochs { get; init; }
+    /// <summary>Which parameters weight decay spares: <see cref="OptimizerFactory.LavisRule"/> or <see cref="OptimizerFactory.TimmRule"/>.</summary>
+    public string WeightDecayRule { get; init; } = OptimizerFactory.LavisRule;
+    /// <summary>Leave the last epoch's weights in the model after training (LaVIN) instead of the best validation checkpoint's.</summary>
+    public bool KeepLast { get; init; }
     public double WeightDecay { get; init; } = 0.05;
     public double Beta1 { get; init; } = 0.9;
     public double Beta2 { get; init; } = 0.999;

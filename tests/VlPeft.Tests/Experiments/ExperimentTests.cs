@@ -197,17 +197,20 @@ public class DemoTests
     public void Quick_demo_writes_table_report_heatmaps_and_curves()
     {
         using var dir = new TempDirectory();
-        var (code, output, error) = VlPeft.Tests.Cli.CliRunner.Run("demo", "--quick", "--out", dir.Path, "--methods", "qformer-lora-self,adalora", "--json");
+        var (code, output, error) = VlPeft.Tests.Cli.CliRunner.Run("demo", "--quick", "--out", dir.Path, "--methods", "qformer-lora-self,adalora,bottleneck-adapter", "--json");
         Assert.True(code == 0, error);
         var rows = System.Text.Json.JsonDocument.Parse(output).RootElement.GetProperty("rows").EnumerateArray()
             .Select(r => (Task: r.GetProperty("task").GetString(), Method: r.GetProperty("method").GetString(), Test: r.GetProperty("test").GetDouble(),
                 Trainable: r.GetProperty("trainable").GetInt64())).ToList();
-        Assert.Equal(4, rows.Count);
+        Assert.Equal(5, rows.Count);                                   // the LaVIN row is ScienceQA's only
+        Assert.Single(rows, r => r.Method == "bottleneck-adapter" && r.Task == "scienceqa");
         Assert.All(rows, r => Assert.InRange(r.Test, 0, 100));
         var ada = rows.First(r => r.Method == "adalora" && r.Task == "scienceqa");
         Assert.True(ada.Trainable > rows.First(r => r.Method == "qformer-lora-self" && r.Task == "scienceqa").Trainable);
         var lines = error.Split('\n');   // progress goes to stderr with --json
-        Assert.Contains("| scienceqa | adalora |", File.ReadAllText(Path.Combine(dir.Path, "report.md")));
+        var report = File.ReadAllText(Path.Combine(dir.Path, "report.md"));
+        Assert.Contains("| scienceqa | tiny-instructblip | adalora |", report);
+        Assert.Contains("| scienceqa | tiny-lavin | bottleneck-adapter |", report);
         foreach (var task in new[] { "scienceqa", "iconqa" })
         {
             Assert.True(File.Exists(Path.Combine(dir.Path, $"rank_heatmap_{task}.png")));

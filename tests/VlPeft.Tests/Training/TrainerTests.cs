@@ -155,6 +155,48 @@ public class TrainerTests
     public void Schedules_follow_their_formulas(string schedule, int step, int epoch, double expected) =>
         Assert.Equal(expected, LearningRateSchedule.At(schedule, 1e-4, 0, step, epoch, totalSteps: 190, maxEpochs: 15, warmupSteps: 10), 12);
 
+    [Fact]
+    public void The_model_ends_on_the_best_epoch_unless_the_last_one_is_kept()
+    {
+        var (a, peftA) = Build();
+        var initial = Snapshot(a);
+        using var dirA = new TempDirectory();
+        // Epoch 1 validates best: the default reloads it; KeepLast (LaVIN) leaves epoch 3's weights.
+        new Trainer(a, peftA, new RegressionTask(a) { MetricOverride = i => new[] { 5.0, 1.0, 2.0 }[i] }, Options, new RunDirectory(dirA.Path)).Run();
+        var (b, peftB) = Build(initial);
+        using var dirB = new TempDirectory();
+        new Trainer(b, peftB, new RegressionTask(b) { MetricOverride = i => new[] { 5.0, 1.0, 2.0 }[i] }, Options with { KeepLast = true }, new RunDirectory(dirB.Path)).Run();
+        var (c, peftC) = Build(initial);
+        using var dirC = new TempDirectory();
+        new Trainer(c, peftC, new RegressionTask(c), Options with { Epochs = 1 }, new RunDirectory(dirC.Path)).Run();
+        var best = Snapshot(a);
+        var last = Snapshot(b);
+        var epochOne = Snapshot(c);
+        var lora = best.Keys.First(k => k.Contains("lora_B"));
+        Assert.True(torch.equal(epochOne[lora], best[lora]).all().item<bool>());
+        Assert.False(torch.equal(best[lora], last[lora]).all().item<bool>());
+    }
+
+    /// <summary>MAE/LaVIN lr_sched: epochs 20, warmup 2, read at the fractional epoch of each optimizer step.</summary>
+    [Theory]
+    [InlineData(0.0, 0.0)]                                             // the very first step has lr 0, as in LaVIN
+    [InlineData(0.5, 1e-3 * 0.5 / 2)]
+    [InlineData(2.0, 1e-3)]
+    [InlineData(11.0, 1e-5 + (1e-3 - 1e-5) * 0.5)]                     // halfway through the cosine: cos(π/2) = 0
+    [InlineData(20.0, 1e-5)]
+    public void Half_cycle_cosine_warms_up_linearly_then_follows_half_a_cosine(double fractionalEpoch, double expected) =>
+        Assert.Equal(expected, LearningRateSchedule.At(LearningRateSchedule.HalfCycleCosine, 1e-3, 1e-5, 0, (int)fractionalEpoch, 0, maxEpochs: 20, warmupSteps: 0,
+            fractionalEpoch, warmupEpochs: 2), 12);
+
+    [Theory]
+    [InlineData("language_model.model.layers.0.adapter_before_attention.default.conv_A.weight", 2, true)]
+    [InlineData("language_model.model.layers.0.adapter_before_attention.default.conv_A.bias", 1, false)]
+    [InlineData("adapter_modality_embedding.weight", 2, true)]
+    [InlineData("vision_model.post_layernorm.weight", 1, false)]      // 1-D
+    [InlineData("ln_vision.weight", 2, true)]                          // unlike LAVIS, a name with "ln" still decays
+    public void Weight_decay_follows_the_timm_rule_lavin_uses(string name, int dims, bool decays) =>
+        Assert.Equal(decays, OptimizerFactory.Decays(name, torch.zeros(Enumerable.Repeat(2L, dims).ToArray()), OptimizerFactory.TimmRule));
+
     [Theory]
     [InlineData("qformer.encoder.layer.0.attention.attention.query.lora_A.default.weight", 2, true)]
     [InlineData("qformer.encoder.layer.0.attention.attention.query.bias", 1, false)]

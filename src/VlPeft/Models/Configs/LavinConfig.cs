@@ -60,11 +60,19 @@ public sealed record LavinConfig
     public string ToJson() => new JsonObject
     {
         ["model_type"] = Type,
-        ["vision_config"] = JsonSerializer.SerializeToNode(Vision, HfJson.Options),
+        ["vision_config"] = VisionConfigJson(),
         ["text_config"] = MultimodalConfig.TextConfigJson(Text),
         ["vision_feature_layers"] = new JsonArray(VisionFeatureLayers.Select(l => (JsonNode)l).ToArray()),
         ["neck_hidden_size"] = NeckHiddenSize,
         ["neck_activation"] = NeckActivation,
         ["image_token_index"] = ImageTokenIndex,
     }.ToJsonString(HfJson.Options);
+
+    /// <summary>CLIPVisionConfig's keys: BLIP's qkv_bias does not apply (CLIP's q, k, v always have biases).</summary>
+    JsonNode VisionConfigJson()
+    {
+        var node = JsonSerializer.SerializeToNode(Vision, HfJson.Options)!.AsObject();
+        node.Remove("qkv_bias");
+        return node;
+    }
 }
