@@ -32,6 +32,7 @@ public static class CliApp
             EvalCommand.Create(console),
             PredictCommand.Create(console),
             DemoCommand.Create(console),
+            ConvertCommand.Create(console),
         };
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)

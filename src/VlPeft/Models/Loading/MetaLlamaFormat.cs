@@ -1,5 +1,8 @@
+using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using TorchSharp;
+using VlPeft.Models.Configs;
+using VlPeft.Tensors;
 using static TorchSharp.torch;
 
 namespace VlPeft.Models.Loading;
@@ -51,4 +54,59 @@ public static class MetaLlamaFormat
         long rows = weight.shape[0], dim = weight.shape[1];
         return weight.view(heads, 2, rows / heads / 2, dim).transpose(1, 2).reshape(rows, dim);
     }
+
+    /// <summary>
+    /// Reads a Meta checkpoint directory (params.json + consolidated.NN.pth, model-parallel shards joined along the
+    /// dimension Meta split them) as HF LlamaForCausalLM tensors and config. Holds the whole model in memory once.
+    /// </summary>
+    public static (TextConfig Config, Dictionary<string, Tensor> Weights) Read(string directory, int maxPositionEmbeddings = 2048)
+    {
+        string paramsFile = Path.Combine(directory, "params.json");
+        if (!File.Exists(paramsFile)) throw new BadInputException("no params.json: not a Meta LLaMA checkpoint directory", directory);
+        var p = JsonObjects.Parse(File.ReadAllText(paramsFile), paramsFile, "params.json");
+        int Int(string key) => p[key]?.GetValue<int>() ?? throw new BadInputException($"params.json has no '{key}'", paramsFile);
+        var shards = Directory.GetFiles(directory, "consolidated.*.pth").OrderBy(f => f, StringComparer.Ordinal).Select(PthFile.ReadTensors).ToList();
+        if (shards.Count == 0) throw new BadInputException("no consolidated.*.pth files", directory);
+        int heads = Int("n_heads"), kvHeads = p["n_kv_heads"]?.GetValue<int>() ?? heads;
+        var weights = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        foreach (var name in shards[0].Keys)
+        {
+            if (HfName(name) is not string hf) continue;
+            var parts = shards.Select(s => s.TryGetValue(name, out var t) ? t : throw new BadInputException($"shard lacks '{name}'", directory)).ToList();
+            var joined = parts.Count == 1 || parts[0].dim() == 1 ? parts[0] : torch.cat(parts.ToArray(), ShardDimension(name));
+            if (IsRotated(name)) joined = ToHf(joined, name.Contains(".wk.") ? kvHeads : heads);
+            weights[hf] = joined;
+        }
+        var embed = weights.GetValueOrDefault("model.embed_tokens.weight") ?? throw new BadInputException("no tok_embeddings.weight", directory);
+        var gate = weights.GetValueOrDefault("model.layers.0.mlp.gate_proj.weight") ?? throw new BadInputException("no layers.0.feed_forward.w1.weight", directory);
+        var config = new TextConfig
+        {
+            ModelType = "llama", VocabSize = (int)embed.shape[0], HiddenSize = Int("dim"), IntermediateSize = (int)gate.shape[0],
+            NumHiddenLayers = Int("n_layers"), NumAttentionHeads = heads, NumKeyValueHeads = kvHeads,
+            RmsNormEps = p["norm_eps"]?.GetValue<double>() ?? 1e-6, RopeTheta = p["rope_theta"]?.GetValue<double>() ?? 10000,
+            MaxPositionEmbeddings = maxPositionEmbeddings, PadTokenId = 0, BosTokenId = 1, EosTokenId = 2,
+        };
+        return (config, weights);
+    }
+
+    /// <summary>
+    /// Writes a Meta checkpoint directory as a HF LlamaForCausalLM directory: model.safetensors, config.json and the
+    /// tokenizer.model beside it (the LaVIN base assembly reads this).
+    /// </summary>
+    public static TextConfig Convert(string metaDirectory, string outDirectory, int maxPositionEmbeddings = 2048)
+    {
+        var (config, weights) = Read(metaDirectory, maxPositionEmbeddings);
+        Directory.CreateDirectory(outDirectory);
+        SafetensorsWriter.Write(Path.Combine(outDirectory, "model.safetensors"), weights, new Dictionary<string, string> { ["format"] = "pt" });
+        var json = MultimodalConfig.TextConfigJson(config).AsObject();
+        json["architectures"] = new JsonArray("LlamaForCausalLM");
+        AtomicFile.WriteAllText(Path.Combine(outDirectory, "config.json"), json.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
+        foreach (var name in new[] { "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json" })
+            if (File.Exists(Path.Combine(metaDirectory, name))) File.Copy(Path.Combine(metaDirectory, name), Path.Combine(outDirectory, name), overwrite: true);
+        return config;
+    }
+
+    /// <summary>Meta's model parallelism: column-parallel layers and the output split rows; wo, w2 and the embedding split columns.</summary>
+    static int ShardDimension(string metaName) =>
+        Regex.IsMatch(metaName, @"(attention\.wo|feed_forward\.w2)\.weight$|^tok_embeddings\.weight$") ? 1 : 0;
 }

@@ -1,0 +1,118 @@
+using System.IO.Compression;
+using System.Text;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace VlPeft.Tests.Tensors;
+
+/// <summary>
+/// Writes torch.save's zip format opcode by opcode (pickle protocol 2), written from PyTorch's serialization layout and
+/// the pickle spec, sharing nothing with the reader under test. Values are tensors (optionally views into a named storage),
+/// nested dictionaries, ints and strings; <see cref="Raw"/> injects arbitrary pickle bytes.
+/// </summary>
+sealed class TorchSaveWriter
+{
+    readonly Dictionary<string, (Tensor Data, string Type)> storages = new();
+    public byte[]? RawPickle { get; set; }
+
+    /// <summary>A view into a storage: offset, size and stride as torch would record them.</summary>
+    public sealed record View(string Storage, long Offset, long[] Size, long[] Stride);
+
+    /// <summary>Pickle bytes that construct a value.</summary>
+    public sealed record Raw(byte[] Bytes);
+
+    public void AddStorage(string key, Tensor contiguous) => storages[key] = (contiguous.contiguous(), StorageName(contiguous.dtype));
+
+    static string StorageName(ScalarType t) => t switch
+    {
+        ScalarType.Float32 => "FloatStorage", ScalarType.BFloat16 => "BFloat16Storage", ScalarType.Float16 => "HalfStorage",
+        ScalarType.Int64 => "LongStorage", _ => throw new NotSupportedException(t.ToString()),
+    };
+
+    public void Write(string path, object root, Func<string, byte[], byte[]>? corruptEntry = null)
+    {
+        var pickle = new MemoryStream();
+        pickle.Write(new byte[] { 0x80, 2 });
+        Value(pickle, root);
+        pickle.WriteByte((byte)'.');
+        using var zip = ZipFile.Open(path, ZipArchiveMode.Create);
+        void Entry(string name, byte[] bytes)
+        {
+            using var s = zip.CreateEntry(name, CompressionLevel.NoCompression).Open();
+            s.Write(corruptEntry?.Invoke(name, bytes) ?? bytes);
+        }
+        Entry("archive/data.pkl", RawPickle ?? pickle.ToArray());
+        Entry("archive/byteorder", Encoding.ASCII.GetBytes("little"));
+        Entry("archive/version", Encoding.ASCII.GetBytes("3\n"));
+        foreach (var (key, (data, _)) in storages)
+        {
+            Entry($"archive/data/{key}", data.bytes.ToArray());       // the storage's raw little-endian bytes
+        }
+    }
+
+    void Value(MemoryStream s, object value)
+    {
+        switch (value)
+        {
+            case Raw raw: s.Write(raw.Bytes); break;
+            case string text: Unicode(s, text); break;
+            case int i: s.WriteByte((byte)'J'); s.Write(BitConverter.GetBytes(i)); break;
+            case View v: TensorView(s, v); break;
+            case IDictionary<string, object> dict:
+                // collections.OrderedDict() then SETITEMS, as torch writes state dicts.
+                Global(s, "collections", "OrderedDict");
+                s.WriteByte((byte)')');
+                s.WriteByte((byte)'R');
+                s.WriteByte((byte)'(');
+                foreach (var (k, v) in dict)
+                {
+                    Unicode(s, k);
+                    Value(s, v);
+                }
+                s.WriteByte((byte)'u');
+                break;
+            default: throw new NotSupportedException(value.GetType().Name);
+        }
+    }
+
+    void TensorView(MemoryStream s, View v)
+    {
+        var (data, type) = storages[v.Storage];
+        Global(s, "torch._utils", "_rebuild_tensor_v2");
+        s.WriteByte((byte)'(');
+        s.WriteByte((byte)'(');                                   // persistent id ('storage', type, key, location, numel)
+        Unicode(s, "storage");
+        Global(s, "torch", type);
+        Unicode(s, v.Storage);
+        Unicode(s, "cpu");
+        Value(s, (int)data.numel());
+        s.WriteByte((byte)'t');
+        s.WriteByte((byte)'Q');                                   // BINPERSID
+        Value(s, (int)v.Offset);
+        Tuple(s, v.Size);
+        Tuple(s, v.Stride);
+        s.WriteByte(0x89);                                        // NEWFALSE: requires_grad
+        Global(s, "collections", "OrderedDict");                  // backward_hooks
+        s.WriteByte((byte)')');
+        s.WriteByte((byte)'R');
+        s.WriteByte((byte)'t');
+        s.WriteByte((byte)'R');
+    }
+
+    void Tuple(MemoryStream s, long[] items)
+    {
+        s.WriteByte((byte)'(');
+        foreach (var i in items) Value(s, (int)i);
+        s.WriteByte((byte)'t');
+    }
+
+    public static void Global(MemoryStream s, string module, string name) => s.Write(Encoding.ASCII.GetBytes($"c{module}\n{name}\n"));
+
+    public static void Unicode(MemoryStream s, string text)
+    {
+        var bytes = Encoding.UTF8.GetBytes(text);
+        s.WriteByte((byte)'X');
+        s.Write(BitConverter.GetBytes(bytes.Length));
+        s.Write(bytes);
+    }
+}
