@@ -16,7 +16,7 @@ static class MergeCommand
         {
             string baseDir = parse.GetValue(model)!, outDir = parse.GetValue(output)!;
             using var loaded = PretrainedModel.Load(baseDir);
-            var peft = PeftFiles.Load(loaded, parse.GetValue(adapter)!);
+            var peft = PeftFiles.LoadAll(loaded, parse.GetValue(adapter)!);
             peft.MergeAndUnload(safe: true);
             PretrainedModel.Save(loaded, outDir);
             PretrainedModel.CopyAuxiliaryFiles(baseDir, outDir); // tokenizer files travel with the weights

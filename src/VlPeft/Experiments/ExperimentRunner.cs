@@ -103,7 +103,7 @@ public static class ExperimentRunner
         double? testAccuracy;
         using (torch.no_grad()) testAccuracy = test?.Invoke();
 
-        if (peft != null) PeftFiles.Save(peft, run.AdapterDirectory);
+        if (peft != null) PeftFiles.SaveAll(peft, run.AdapterDirectory);
         else SaveFullModel(model, Path.Combine(run.Path, "model"), config.Model.FromScratch ? null : config.Model.Path);
         var ranks = peft?.Tuner().Ranks();
         var experiment = new ExperimentResult(config.Name, PlanName(config), report.Total, report.Trainable,
@@ -221,8 +221,9 @@ public static class ExperimentRunner
         int microBatches = (trainCount + t.BatchSize - 1) / t.BatchSize;
         int totalSteps = (microBatches + t.GradientAccumulation - 1) / t.GradientAccumulation * t.Epochs;
         var plan = PeftPlan.Resolve(config.Peft, model, totalSteps, source);
+        PeftConfig Describe(PeftConfig c) => c with { BaseModelNameOrPath = config.Model.Path ?? config.Model.Preset, TaskType = model.PeftTaskType };
         if (plan.Peft is { } peftConfig)
-            plan = plan with { Peft = peftConfig with { BaseModelNameOrPath = config.Model.Path ?? config.Model.Preset, TaskType = model.PeftTaskType } };
+            plan = plan with { Peft = Describe(peftConfig), MoreAdapters = plan.MoreAdapters.Select(a => (a.Name, Describe(a.Config))).ToList() };
         torch.manual_seed(t.Seed);
         var peft = plan.Apply(model);
         KeepInFp32(model, model.named_parameters().Where(p => p.parameter.requires_grad).Select(p => p.name));
@@ -244,7 +245,7 @@ public static class ExperimentRunner
     static void LoadAdapter(VisionLanguageModel model, string adapterDirectory)
     {
         KeepInFp32(model, PeftFiles.SavedBaseParameters(model, adapterDirectory));
-        PeftFiles.Load(model, adapterDirectory);
+        PeftFiles.LoadAll(model, adapterDirectory);
     }
 
     static string PlanName(ExperimentConfig config) =>

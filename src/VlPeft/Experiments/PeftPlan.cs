@@ -8,7 +8,8 @@ namespace VlPeft.Experiments;
 /// <summary>
 /// Turns an experiment file's <c>peft:</c> section into a <see cref="TrainingPlan"/>: a PEFT preset of the
 /// model's family (or <c>full</c>), the adapter_config.json keys of any registered method overriding it (a
-/// different <c>peft_type</c> keeps only the preset's targets), and <c>train_in_full:</c>. Unknown keys are errors.
+/// different <c>peft_type</c> keeps only the preset's targets; keys apply to the preset's default adapter, not to its others),
+/// and <c>train_in_full:</c>. Unknown keys are errors.
 /// </summary>
 public static class PeftPlan
 {
@@ -58,7 +59,7 @@ public static class PeftPlan
             json = new JsonObject(json.Where(kv => TargetKeys.Contains(kv.Key)).Select(kv => KeyValuePair.Create(kv.Key, kv.Value?.DeepClone())));
         foreach (var (key, value) in overrides) json[key] = value?.DeepClone();
         var config = PeftConfig.FromJson(json, source, strict: true).ForTraining(totalSteps);
-        return new TrainingPlan(preset ?? config.PeftType.ToLowerInvariant(), config, inFull);
+        return new TrainingPlan(preset ?? config.PeftType.ToLowerInvariant(), config, inFull) { MoreAdapters = basePlan?.MoreAdapters ?? Array.Empty<(string, PeftConfig)>() };
     }
 
     /// <summary>YAML scalars arrive as strings: numbers, booleans and null become JSON values of their kind.</summary>

@@ -170,7 +170,7 @@ public sealed class Linear : nn.Module<Tensor, Tensor>
     /// </summary>
     public void FoldInputMap(Tensor matrix, Tensor shift, bool safe, string adapter)
     {
-        if (Merged) throw new InvalidOperationException("unmerge the layer's own adapters before folding an input map into it");
+        if (Merged) throw new BadInputException($"cannot fold adapter '{adapter}' into a layer whose own adapters ({string.Join(", ", merged)}) are merged: their unmerge would no longer be exact");
         using var scope = torch.NewDisposeScope();
         var w = WeightOutIn().to(ScalarType.Float32);
         var newWeight = w + w.matmul(matrix.to(ScalarType.Float32));

@@ -31,6 +31,12 @@ public static class PeftFiles
         return target;
     }
 
+    /// <summary>Every adapter of the model: "default" in <paramref name="directory"/>, the others in subfolders named after them (HF's layout).</summary>
+    public static void SaveAll(PeftModel model, string directory)
+    {
+        foreach (var name in model.AdapterNames) Save(model, directory, name);
+    }
+
     /// <summary>The saved key → tensor map (what <see cref="Save"/> writes).</summary>
     public static Dictionary<string, Tensor> SavedTensors(PeftModel model, string adapterName = "default")
     {
@@ -88,6 +94,19 @@ public static class PeftFiles
         var config = ReadConfig(directory) with { InferenceMode = !trainable };
         var peft = PeftModel.Create(model, config, adapterName);
         LoadWeights(peft, directory, adapterName);
+        return peft;
+    }
+
+    /// <summary>
+    /// Loads what <see cref="SaveAll"/> wrote: the adapter in <paramref name="directory"/> as "default" and every subfolder holding
+    /// an adapter_config.json under its folder name, all active (a plan with several adapters, such as a LoRA + RepAdapter hybrid).
+    /// </summary>
+    public static PeftModel LoadAll(nn.Module model, string directory, bool trainable = false)
+    {
+        var peft = Load(model, directory, trainable: trainable);
+        var more = Directory.GetDirectories(directory).Where(d => File.Exists(Path.Combine(d, ConfigFileName))).OrderBy(d => d, StringComparer.Ordinal).ToList();
+        foreach (var sub in more) LoadAdapter(peft, sub, Path.GetFileName(sub), trainable);
+        if (more.Count > 0) peft.SetAdapter(more.Select(Path.GetFileName).Prepend("default").ToArray()!);
         return peft;
     }
 

@@ -25,6 +25,7 @@ public sealed class PeftModel
     public nn.Module Model { get; }
     /// <summary>The adapters' configs, with what training has learned (AdaLoRA's rank_pattern), as HF's peft_config.</summary>
     public IReadOnlyDictionary<string, PeftConfig> Configs => tuners.ToDictionary(t => t.Key, t => t.Value.EffectiveConfig);
+    public IReadOnlyList<string> AdapterNames => tuners.Keys.ToList();
     public IReadOnlyList<string> ActiveAdapters => active;
     public bool AdaptersDisabled { get; private set; }
 
@@ -37,14 +38,15 @@ public sealed class PeftModel
         return peft;
     }
 
-    /// <summary>Attaches another named adapter; like HF, it is neither active nor trainable until <see cref="SetAdapter"/>.</summary>
+    /// <summary>
+    /// Attaches another named adapter; like HF, it is neither active nor trainable until <see cref="SetAdapter"/>.
+    /// Adapters of different methods may share a model (HF's mixed models), e.g. LoRA in the LLM beside a RepAdapter in the ViT.
+    /// </summary>
     public void AddAdapter(string name, PeftConfig config)
     {
         if (tuners.ContainsKey(name)) throw new InvalidOperationException($"adapter '{name}' is already attached");
         config.Validate();
         if (config.ConflictWith(tuners.Values.Select(t => t.Config)) is string conflict) throw new InvalidOperationException(conflict);
-        if (tuners.Values.FirstOrDefault(t => t.Config.PeftType != config.PeftType) is { } other)
-            throw new InvalidOperationException($"this model already carries {other.Config.PeftType} adapters; mixing methods is not supported");
 
         var tuner = config.CreateTuner(name);
         var list = tuner.TargetKind == TargetKind.Linear ? AttachToLayers(tuner) : AttachToSites(tuner);

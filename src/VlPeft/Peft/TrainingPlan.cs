@@ -1,12 +1,17 @@
 namespace VlPeft.Peft;
 
 /// <summary>
-/// A way to fine-tune a model: an optional adapter and the base-model parts trained in full alongside it
-/// (module path prefixes; <c>*</c> = every parameter); everything else is frozen.
+/// A way to fine-tune a model: an optional adapter (attached as "default"), more named adapters trained with it
+/// (another method on another part, as the Bottleneck Adapter paper's LoRA-in-the-LLM + RepAdapter-in-the-ViT hybrid),
+/// and the base-model parts trained in full alongside them (module path prefixes; <c>*</c> = every parameter);
+/// everything else is frozen.
 /// </summary>
 public sealed record TrainingPlan(string Name, PeftConfig? Peft, IReadOnlyList<string> TrainInFull)
 {
     public const string Everything = "*";
+
+    /// <summary>Adapters attached, active and trained beside the default one, by name.</summary>
+    public IReadOnlyList<(string Name, PeftConfig Config)> MoreAdapters { get; init; } = Array.Empty<(string, PeftConfig)>();
 
     /// <summary>Full fine-tuning: every parameter trains.</summary>
     public static TrainingPlan Full { get; } = new("full", null, new[] { Everything });
@@ -21,6 +26,8 @@ public sealed record TrainingPlan(string Name, PeftConfig? Peft, IReadOnlyList<s
             return null;
         }
         var peft = PeftModel.Create(model, Peft);
+        foreach (var (name, config) in MoreAdapters) peft.AddAdapter(name, config);
+        if (MoreAdapters.Count > 0) peft.SetAdapter(MoreAdapters.Select(a => a.Name).Prepend("default").ToArray());
         peft.TrainInFull(TrainInFull);
         return peft;
     }

@@ -83,6 +83,42 @@ public class LavinExperimentTests
         Assert.True(predict.ExitCode == 0, predict.Err);
     }
 
+    /// <summary>Table 3 row 10: two adapters of two methods trained together, saved side by side, evaluated and refused at merge.</summary>
+    [Fact]
+    public void Lora_in_the_llm_beside_a_repadapter_in_the_vit_trains_saves_and_evaluates_as_one_plan()
+    {
+        using var dir = new TempDirectory();
+        SyntheticSuite.Generate(new SyntheticOptions { Task = "scienceqa", Train = 16, Val = 4, Test = 6, Seed = 2 }, dir.File("sqa"));
+        File.WriteAllText(dir.File("hybrid.yaml"), """
+            task: scienceqa
+            image_only: false
+            peft:
+              preset: lora-repadapter
+              r: 2
+            training:
+              epochs: 1
+              batch_size: 8
+              augment: false
+            """);
+        var config = ExperimentConfig.Load(dir.File("hybrid.yaml"));
+        config.Data = dir.File("sqa");
+        config.Model.Path = RepoPath.Of("models", "tiny-lavin");
+        var result = ExperimentRunner.Run(config, dir.File("run"));
+        using (var counted = ModelFamilies.FromConfigFile(config.Model.Path, new ModelBuildOptions { Device = torch.META }))
+        {
+            var plan = ModelFamilies.Of(counted).PeftPreset("lora-repadapter", counted, 2);
+            Assert.Equal(VlPeft.Analysis.ModelParameterSummary.Of(counted, plan).Trainable, result.TrainableParameters);
+        }
+        Assert.Contains("\"peft_type\": \"LORA\"", File.ReadAllText(dir.File("run/adapter/adapter_config.json")));
+        Assert.Contains("\"peft_type\": \"BOTTLENECK\"", File.ReadAllText(dir.File("run/adapter/vision/adapter_config.json")));
+        var eval = CliRunner.Run("eval", "--config", dir.File("hybrid.yaml"), "--model", config.Model.Path, "--data", dir.File("sqa"), "--adapter", dir.File("run/adapter"));
+        Assert.True(eval.ExitCode == 0, eval.Err);
+        Assert.Contains($"accuracy {result.TestAccuracy:F2} on 6 questions", eval.Out);
+        var merge = CliRunner.Run("merge", "--model", config.Model.Path, "--adapter", dir.File("run/adapter"), "--out", dir.File("merged"));
+        Assert.Equal(2, merge.ExitCode);
+        Assert.Contains("adapter 'vision' cannot be merged", merge.Err);
+    }
+
     [Fact]
     public void Merging_a_lavin_router_adapter_is_refused_on_the_command_line()
     {
@@ -107,7 +143,7 @@ public class BottleneckAdapterExperimentFileTests
     public void Every_bottleneck_adapter_experiment_file_resolves_with_the_papers_recipe()
     {
         var files = Directory.GetFiles(RepoPath.Of("configs", "bottleneck-adapter"), "*.yaml");
-        Assert.Equal(4 + 8 + 5, files.Length);                     // LaVIN 7B/13B/lite + BA; Table 2 grid; Table 3 rows
+        Assert.Equal(4 + 8 + 6, files.Length);                     // LaVIN 7B/13B/lite + BA; Table 2 grid; Table 3 rows
         var models = new Dictionary<string, VisionLanguageModel>();
         foreach (var file in files)
         {
@@ -123,6 +159,11 @@ public class BottleneckAdapterExperimentFileTests
             bool lavin = Path.GetFileName(file).StartsWith("lavin-");
             Assert.Equal(lavin ? 1.125e-3 : 0.009, config.Training.Lr);                // blr 9e-3 × 32/256, or the paper's absolute 0.009
             Assert.Equal(lavin ? 32 : 1, config.Training.BatchSize * config.Training.GradientAccumulation);
+            if (Path.GetFileName(file).Contains("lora-repadapter"))
+            {
+                Assert.Equal("LORA", plan.Peft!.PeftType);
+                Assert.Equal("BOTTLENECK", Assert.Single(plan.MoreAdapters).Config.PeftType);
+            }
             if (Path.GetFileName(file).StartsWith("ablation-table2"))
             {
                 var dims = System.Text.RegularExpressions.Regex.Match(file, @"dim(\d+)-groups(\d+)");

@@ -18,7 +18,7 @@ public static class LavinPeftPresets
 
     public static IReadOnlyList<string> Names { get; } = new[]
     {
-        "lavin-router", "lavin-router-block", "bottleneck-adapter", "bottleneck-adapter-weight-scales", "llm-lora", "llm-loha",
+        "lavin-router", "lavin-router-block", "bottleneck-adapter", "bottleneck-adapter-weight-scales", "llm-lora", "llm-loha", "lora-repadapter",
     };
 
     /// <param name="rank">The rank of the LoRA/LoHa presets (the adapters' width is adapter_dim).</param>
@@ -41,6 +41,11 @@ public static class LavinPeftPresets
             "llm-lora" => Plan(name, new LoraConfig { R = Positive(rank), LoraAlpha = 2 * rank, LoraDropout = 0.05 }, BlipPeftPresets.LlmAttention(config.Text)),
             // Table 3 rows 7–9: LoHa in place of the adapter, on the projections the LLM adapter would fold into.
             "llm-loha" => Plan(name, new LoHaConfig { R = Positive(rank), Alpha = rank }, @"language_model\.model\.layers\.\d+\.self_attn\.(q_proj|k_proj|v_proj)"),
+            // Table 3 row 10: LoRA in the LLM ("default") beside LaVIN's RepAdapter with router in the ViT ("vision").
+            "lora-repadapter" => Plan(name, new LoraConfig { R = Positive(rank), LoraAlpha = 2 * rank, LoraDropout = 0.05 }, BlipPeftPresets.LlmAttention(config.Text)) with
+            {
+                MoreAdapters = new[] { ("vision", (PeftConfig)(lavin with { TargetModules = ModuleSelector.FromRegex($@"{VisionSite}attention") })) },
+            },
             _ => throw new BadInputException($"unknown PEFT preset '{name}' (known: {string.Join(", ", Names)})"),
         };
     }
