@@ -1,5 +1,6 @@
 using TorchSharp;
 using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
 
 namespace VlPeft.Models.Language;
 
@@ -38,6 +39,13 @@ public abstract class LanguageModel : nn.Module
     {
         long n = labels.shape[1];
         return (logits[.., ^(int)n..][.., ..^1], labels[.., 1..]);
+    }
+
+    /// <summary>Mean cross-entropy of the logits against the labels they predict (−100 ignored), in fp32.</summary>
+    public Tensor LabelLoss(Tensor logits, Tensor labels)
+    {
+        var (predicted, targets) = AlignWithLabels(logits, labels);
+        return F.cross_entropy(predicted.reshape(-1, logits.shape[^1]).to(ScalarType.Float32), targets.reshape(-1), ignore_index: -100);
     }
 
     /// <summary>Starts generating after a prompt given as embeddings [1, T, D] with its mask [1, T].</summary>

@@ -6,7 +6,6 @@ using VlPeft.Models.Language;
 using VlPeft.Models.QFormer;
 using VlPeft.Models.Vision;
 using static TorchSharp.torch;
-using F = TorchSharp.torch.nn.functional;
 using Linear = VlPeft.Nn.Linear;
 
 namespace VlPeft.Models.Multimodal;
@@ -108,12 +107,7 @@ public class BlipForConditionalGeneration : VisionLanguageModel
         var (image, queryOutput, projected) = EncodeImage(input.PixelValues, input.QFormerInputIds, input.QFormerAttentionMask);
         var (embeds, mask) = AssembleInputs(projected, input.InputIds, input.AttentionMask);
         var logits = LanguageModel.Logits(embeds, mask, input.Labels, input.DecoderInputIds, input.DecoderAttentionMask);
-        Tensor? loss = null;
-        if (input.Labels is not null)
-        {
-            var (predicted, targets) = LanguageModel.AlignWithLabels(logits, input.Labels);
-            loss = F.cross_entropy(predicted.reshape(-1, logits.shape[^1]).to(ScalarType.Float32), targets.reshape(-1), ignore_index: -100);
-        }
+        var loss = input.Labels is null ? null : LanguageModel.LabelLoss(logits, input.Labels);
         var intermediates = new Dictionary<string, Tensor>
         {
             ["vision_last_hidden_state"] = image.MoveToOuterDisposeScope(),

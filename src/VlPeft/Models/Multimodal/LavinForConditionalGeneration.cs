@@ -97,12 +97,7 @@ public sealed class LavinForConditionalGeneration : VisionLanguageModel
         var (taps, visual) = EncodeImage(input.PixelValues);
         var embeds = AssembleInputs(visual, input.InputIds, input.AttentionMask, Indicators(input));
         var logits = LanguageModel.CausalLogits(embeds, WithModalityMask(input.AttentionMask, input.InputIds));
-        Tensor? loss = null;
-        if (input.Labels is not null)
-        {
-            var (predicted, targets) = LanguageModel.AlignWithLabels(logits, input.Labels);
-            loss = F.cross_entropy(predicted.reshape(-1, logits.shape[^1]).to(ScalarType.Float32), targets.reshape(-1), ignore_index: -100);
-        }
+        var loss = input.Labels is null ? null : LanguageModel.LabelLoss(logits, input.Labels);
         var intermediates = new Dictionary<string, Tensor>
         {
             ["vision_cls_taps"] = taps.MoveToOuterDisposeScope(),

@@ -3,7 +3,6 @@ using TorchSharp.Modules;
 using VlPeft.Models.Configs;
 using VlPeft.Nn;
 using static TorchSharp.torch;
-using F = TorchSharp.torch.nn.functional;
 using LayerNorm = VlPeft.Nn.LayerNorm;
 using Linear = VlPeft.Nn.Linear;
 
@@ -79,7 +78,7 @@ sealed class BlipVisionLayer : nn.Module<Tensor, Tensor>
 {
     readonly LayerNorm layer_norm1, layer_norm2;
     readonly BlipVisionAttention self_attn;
-    readonly BlipVisionMlp mlp;
+    readonly VisionMlp mlp;
     public readonly AdapterSite adapter_before_attention, adapter_before_ffn;
 
     public BlipVisionLayer(VisionConfig c, Device? device) : base("layer")
@@ -87,7 +86,7 @@ sealed class BlipVisionLayer : nn.Module<Tensor, Tensor>
         layer_norm1 = new LayerNorm(c.HiddenSize, c.LayerNormEps, device: device);
         self_attn = new BlipVisionAttention(c, device);
         layer_norm2 = new LayerNorm(c.HiddenSize, c.LayerNormEps, device: device);
-        mlp = new BlipVisionMlp(c, device);
+        mlp = new VisionMlp(c, device);
         adapter_before_attention = new AdapterSite(AdapterPlacement.BeforeAttention, c.HiddenSize);
         // The fused qkv's k bias is not stored (HF keeps q_bias and v_bias only), so only the FFN site can fold.
         adapter_before_ffn = new AdapterSite(AdapterPlacement.BeforeFeedForward, c.HiddenSize).FoldsInto(mlp.fc1);
@@ -125,21 +124,4 @@ sealed class BlipVisionAttention : nn.Module<Tensor, Tensor>
         var ctx = Nn.Attention.Scaled(qkvOut[0], qkvOut[1], qkvOut[2], null, 1 / Math.Sqrt(d), dropout, training);
         return projection.call(Nn.Attention.MergeHeads(ctx)).MoveToOuterDisposeScope();
     }
-}
-
-sealed class BlipVisionMlp : nn.Module<Tensor, Tensor>
-{
-    public readonly Linear fc1;
-    readonly Linear fc2;
-    readonly Func<Tensor, Tensor> act;
-
-    public BlipVisionMlp(VisionConfig c, Device? device) : base("mlp")
-    {
-        fc1 = new Linear(c.HiddenSize, c.IntermediateSize, device: device);
-        fc2 = new Linear(c.IntermediateSize, c.HiddenSize, device: device);
-        act = Activations.Get(c.HiddenAct);
-        RegisterComponents();
-    }
-
-    public override Tensor forward(Tensor h) => fc2.call(act(fc1.call(h)));
 }

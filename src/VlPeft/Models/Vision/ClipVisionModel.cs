@@ -92,7 +92,7 @@ sealed class ClipEncoderLayer : nn.Module<Tensor, Tensor>
 {
     readonly LayerNorm layer_norm1, layer_norm2;
     readonly ClipAttention self_attn;
-    readonly ClipMlp mlp;
+    readonly VisionMlp mlp;
     public readonly AdapterSite adapter_before_attention, adapter_before_ffn;
 
     public ClipEncoderLayer(VisionConfig c, Device? device) : base("layer")
@@ -100,7 +100,7 @@ sealed class ClipEncoderLayer : nn.Module<Tensor, Tensor>
         layer_norm1 = new LayerNorm(c.HiddenSize, c.LayerNormEps, device: device);
         self_attn = new ClipAttention(c, device);
         layer_norm2 = new LayerNorm(c.HiddenSize, c.LayerNormEps, device: device);
-        mlp = new ClipMlp(c, device);
+        mlp = new VisionMlp(c, device);
         adapter_before_attention = new AdapterSite(AdapterPlacement.BeforeAttention, c.HiddenSize).FoldsInto(self_attn.InputProjections);
         adapter_before_ffn = new AdapterSite(AdapterPlacement.BeforeFeedForward, c.HiddenSize).FoldsInto(mlp.fc1);
         RegisterComponents();
@@ -141,21 +141,4 @@ sealed class ClipAttention : nn.Module<Tensor, Tensor>
         var ctx = Nn.Attention.Scaled(q, k, v, null, 1 / Math.Sqrt(q.shape[^1]), dropout, training);
         return out_proj.call(Nn.Attention.MergeHeads(ctx)).MoveToOuterDisposeScope();
     }
-}
-
-sealed class ClipMlp : nn.Module<Tensor, Tensor>
-{
-    public readonly Linear fc1;
-    readonly Linear fc2;
-    readonly Func<Tensor, Tensor> act;
-
-    public ClipMlp(VisionConfig c, Device? device) : base("mlp")
-    {
-        fc1 = new Linear(c.HiddenSize, c.IntermediateSize, device: device);
-        fc2 = new Linear(c.IntermediateSize, c.HiddenSize, device: device);
-        act = Activations.Get(c.HiddenAct);
-        RegisterComponents();
-    }
-
-    public override Tensor forward(Tensor h) => fc2.call(act(fc1.call(h)));
 }
