@@ -29,6 +29,11 @@ public class ScienceQaParquetTests
         Assert.False(records[1].HasImage);
         Assert.Equal("mushroom", records[0].AnswerText);
 
+        File.WriteAllText(dir.File("pid_splits.json"), "{\"val\": [\"../../escape\", \"4\"]}");                 // a pid must not leave the cache
+        var traversal = Assert.Throws<BadInputException>(() => ScienceQaParquetReader.Read(dir.File("validation.parquet"), dir.File("pid_splits.json"), "validation", dir.File("cache2")));
+        Assert.Contains("not a plain folder name", traversal.Message);
+        Assert.False(Directory.Exists(dir.File("escape")));
+
         File.WriteAllText(dir.File("pid_splits.json"), "{\"val\": [\"23\"]}");
         Assert.Contains("cannot be matched to pids", Assert.Throws<BadInputException>(() => ScienceQaParquetReader.Read(dir.File("validation.parquet"), dir.File("pid_splits.json"), "validation", dir.File("cache"))).Message);
     }

@@ -79,6 +79,12 @@ public class ScienceQaScoringTests
             Assert.Equal(PythonNumbers.Fixed(100.0 * c / t), report.Metrics[key]);
         }
         Assert.All(counted.Values, v => Assert.True(v.Total > 0)); // every category is populated in the sample
+        Assert.Equal(0, report.Counts["outside_choices"]);
+        var first = records[0];
+        var shifted = new Dictionary<string, int>(predictions) { [first.Id] = first.Choices.Count };   // one past the last choice
+        var outside = ScienceQaScorer.Score(records, shifted);
+        Assert.Equal(1, outside.Counts["outside_choices"]);
+        Assert.Equal(report.Counts["correct"] - (predictions[first.Id] == first.Answer ? 1 : 0), outside.Counts["correct"]);
     }
 
     [Theory]

@@ -107,6 +107,22 @@ public class LavinModelTests
     }
 
     [Fact]
+    public void The_gated_neck_variant_is_conv_B_of_silu_conv_A_times_conv_C()
+    {
+        var json = System.Text.Json.Nodes.JsonNode.Parse(ModelPresets.Json("tiny-lavin"))!.AsObject();
+        json["neck_activation"] = "swiglu";
+        torch.manual_seed(60);
+        using var model = new LavinForConditionalGeneration(LavinConfig.Parse(json.ToJsonString(), "test"));
+        model.eval();
+        var r = new ReferenceOps(model);
+        var pixels = torch.randn(1, 3, 48, 48);
+        var taps = torch.stack(model.Config.VisionFeatureLayers.Select(l => model.VisionModel.call(pixels)[l][.., 0]).ToArray(), 1);
+        var a = r.Lin(taps, "adapter_proj.conv_A");
+        var expected = r.Lin(a * a.sigmoid() * r.Lin(taps, "adapter_proj.conv_C"), "adapter_proj.conv_B");
+        TensorAssert.Close(expected, model.EncodeImage(pixels).Visual, 1e-5);
+    }
+
+    [Fact]
     public void No_token_attends_to_the_modality_token()
     {
         using var model = Build(53);

@@ -57,6 +57,9 @@ public static class ScienceQaParquetReader
         {
             var row = rows[i];
             string pid = pids[i];
+            // The pid names a folder under the image cache: a separator or ".." would write outside it.
+            if (pid.Length == 0 || pid is "." or ".." || pid.IndexOfAny(new[] { '/', '\\', '\0' }) >= 0)
+                throw new BadInputException($"pid_splits.json lists pid '{pid}', which is not a plain folder name", pidSplitsPath);
             if (row.answer < 0 || row.answer >= row.choices.Count)
                 throw new BadInputException($"row {i} (pid {pid}): answer {row.answer} is not an index into its {row.choices.Count} choices", parquetPath);
             string? imagePath = null;

@@ -53,6 +53,11 @@ public static class ScienceQaScorer
             metrics[key] = members.Count == 0 ? -1 : PythonNumbers.Fixed(100.0 * correct / members.Count);
         }
         counts["correct"] = records.Count(r => predictions[r.Id] == r.Answer);
+        // The official code counts them as wrong too; say so, since an index past the choices is usually an off-by-one upstream.
+        var outside = records.Where(r => predictions[r.Id] < 0 || predictions[r.Id] >= r.Choices.Count).ToList();
+        if (outside.Count > 0)
+            Log.Warning($"{outside.Count} prediction(s) are not an index into their choices and count as wrong (e.g. {outside[0].Id}: {predictions[outside[0].Id]} of {outside[0].Choices.Count} choices)");
+        counts["outside_choices"] = outside.Count;
         return new ScoreReport(metrics, counts);
     }
 }

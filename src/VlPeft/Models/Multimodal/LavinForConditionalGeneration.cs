@@ -129,9 +129,17 @@ public sealed class LavinForConditionalGeneration : VisionLanguageModel
         var (_, visual) = EncodeImage(prompt.PixelValues);
         var embeds = AssembleInputs(visual, prompt.InputIds, prompt.AttentionMask, Indicators(prompt));
         Context.Phase = DecodingPhase.Prompt;
-        var decoder = LanguageModel.StartDecoding(embeds, WithModalityMask(prompt.AttentionMask, prompt.InputIds));
-        Context.Phase = DecodingPhase.Continue;
-        return new PhaseDecoder(decoder, Context);
+        try
+        {
+            var decoder = LanguageModel.StartDecoding(embeds, WithModalityMask(prompt.AttentionMask, prompt.InputIds));
+            Context.Phase = DecodingPhase.Continue;
+            return new PhaseDecoder(decoder, Context);
+        }
+        catch
+        {
+            Context.Phase = DecodingPhase.None;
+            throw;
+        }
     }
 
     /// <summary>Ends the decoding phase with the generation.</summary>
