@@ -10,8 +10,10 @@ static class DatasetJson
         if (!File.Exists(path)) throw new BadInputException("file not found", path);
         try
         {
-            using var stream = File.OpenRead(path);
-            return JsonDocument.Parse(stream, new JsonDocumentOptions { MaxDepth = 256 });
+            var bytes = File.ReadAllBytes(path);
+            // JsonDocument accepts malformed UTF-8 inside strings and fails only when one is read: check it all up front.
+            if (!System.Text.Unicode.Utf8.IsValid(bytes)) throw new BadInputException("not valid UTF-8 text", path);
+            return JsonDocument.Parse(bytes, new JsonDocumentOptions { MaxDepth = 256 });
         }
         catch (JsonException e)
         {
@@ -24,7 +26,20 @@ static class DatasetJson
         if (!record.TryGetProperty(field, out var value) || value.ValueKind == JsonValueKind.Null)
             return required ? throw Bad(id, $"missing field '{field}'", path) : "";
         if (value.ValueKind != JsonValueKind.String) throw Bad(id, $"field '{field}' must be a string", path);
-        return value.GetString()!;
+        return Text(value, field, id, path);
+    }
+
+    /// <summary>A string value; an escape that encodes no valid text (a lone surrogate) is the record's error.</summary>
+    static string Text(JsonElement value, string field, string id, string path)
+    {
+        try
+        {
+            return value.GetString()!;
+        }
+        catch (InvalidOperationException)
+        {
+            throw Bad(id, $"field '{field}' holds an escape that is not valid text", path);
+        }
     }
 
     public static string? NullableString(JsonElement record, string field, string id, string path) =>
@@ -54,7 +69,7 @@ static class DatasetJson
         foreach (var item in value.EnumerateArray())
         {
             if (item.ValueKind != JsonValueKind.String) throw Bad(id, $"field '{field}' must hold only strings", path);
-            list.Add(item.GetString()!);
+            list.Add(Text(item, field, id, path));
         }
         return list;
     }

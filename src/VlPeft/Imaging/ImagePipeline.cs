@@ -36,6 +36,7 @@ public sealed class ImagePipeline
         if (!File.Exists(path)) throw new BadInputException("image file not found", path);
         ImageResult image;
         byte[] data = ReadBounded(path);
+        if (data.Length >= 2 && data[0] == 0xFF && data[1] == 0xD8) CheckJpegStructure(data, path);
         try
         {
             image = ImageResult.FromMemory(data, ColorComponents.RedGreenBlue);
@@ -49,6 +50,28 @@ public sealed class ImagePipeline
         if (image?.Data is null || image.Width <= 0 || image.Height <= 0) throw new BadInputException("image cannot be decoded", path);
         using var bytes = torch.tensor(image.Data, new long[] { image.Height, image.Width, 3 });
         return bytes.permute(2, 0, 1).to(ScalarType.Float32).div(255.0);
+    }
+
+    /// <summary>
+    /// The JPEG decoder loops forever on some truncated files (it reads zeros past the end), so the structure is walked
+    /// first: every header segment up to the scan must lie inside the file, and the scan must end with an EOI marker.
+    /// </summary>
+    static void CheckJpegStructure(byte[] data, string path)
+    {
+        int at = 2;
+        while (true)
+        {
+            if (at + 4 > data.Length || data[at] != 0xFF) throw new BadInputException("image cannot be decoded: truncated or corrupt JPEG headers", path);
+            byte marker = data[at + 1];
+            if (marker == 0xFF) { at++; continue; }                                  // fill bytes
+            int length = (data[at + 2] << 8) | data[at + 3];
+            if (length < 2 || at + 2 + length > data.Length) throw new BadInputException("image cannot be decoded: a JPEG segment runs past the end of the file", path);
+            at += 2 + length;
+            if (marker == 0xDA) break;                                               // start of scan: entropy-coded data follows
+        }
+        for (int i = data.Length - 2; i >= at; i--)
+            if (data[i] == 0xFF && data[i + 1] == 0xD9) return;
+        throw new BadInputException("image cannot be decoded: the JPEG data is truncated (no end-of-image marker)", path);
     }
 
     /// <summary>Largest image file read (a 64-megapixel PNG is far below it): anything larger, or endless (/dev/zero), is refused.</summary>

@@ -54,33 +54,41 @@ public static class PthFile
     public static object? ReadObject(string path)
     {
         if (!File.Exists(path)) throw new BadInputException("checkpoint file not found", path);
-        ZipArchive archive;
         try
         {
-            archive = ZipFile.OpenRead(path);
+            using var archive = ZipFile.OpenRead(path);
+            return ReadArchive(archive, path);
         }
-        catch (InvalidDataException)
+        catch (InvalidDataException e)
         {
-            throw new BadInputException("not a zip-format torch.save file (the legacy pre-1.6 format is not read: re-save it with torch.save in PyTorch ≥ 1.6)", path);
+            throw new BadInputException($"not a readable zip-format torch.save file ({e.Message}); the legacy pre-1.6 format is not read: re-save it with torch.save in PyTorch ≥ 1.6", path, e);
         }
-        using (archive)
+    }
+
+    const long MaxPickleBytes = 256L << 20;
+
+    static object? ReadArchive(ZipArchive archive, string path)
+    {
+        var pickle = archive.Entries.FirstOrDefault(e => e.FullName.EndsWith("/data.pkl", StringComparison.Ordinal) && e.FullName.Count(c => c == '/') == 1)
+            ?? throw new BadInputException("no <name>/data.pkl entry: not a torch.save archive", path);
+        string root = pickle.FullName[..^"data.pkl".Length];
+        if (archive.GetEntry(root + "byteorder") is { } order && new StreamReader(order.Open()).ReadToEnd().Trim() != "little")
+            throw new BadInputException("the checkpoint was saved big-endian; only little-endian files are read", path);
+        // A state dict's pickle is small; the bound keeps a lying size field from allocating for it.
+        if (pickle.Length > MaxPickleBytes) throw new BadInputException($"{pickle.FullName} claims {pickle.Length:N0} bytes; a checkpoint's pickle is far smaller", path);
+        using var unpickler = new StorageUnpickler(archive, root, path);
+        try
         {
-            var pickle = archive.Entries.FirstOrDefault(e => e.FullName.EndsWith("/data.pkl", StringComparison.Ordinal) && e.FullName.Count(c => c == '/') == 1)
-                ?? throw new BadInputException("no <name>/data.pkl entry: not a torch.save archive", path);
-            string root = pickle.FullName[..^"data.pkl".Length];
-            if (archive.GetEntry(root + "byteorder") is { } order && new StreamReader(order.Open()).ReadToEnd().Trim() != "little")
-                throw new BadInputException("the checkpoint was saved big-endian; only little-endian files are read", path);
-            using var unpickler = new StorageUnpickler(archive, root, path);
-            try
-            {
-                using var stream = pickle.Open();
-                return unpickler.load(stream);
-            }
-            catch (BadInputException) { throw; }
-            catch (Exception e) when (e is PickleException or InvalidCastException or IOException or IndexOutOfRangeException or ArgumentException or OverflowException)
-            {
-                throw new BadInputException($"the pickle in {pickle.FullName} is malformed or uses something a checkpoint should not ({e.Message})", path, e);
-            }
+            var bytes = new byte[pickle.Length];
+            using (var stream = pickle.Open()) stream.ReadExactly(bytes);
+            // From memory, Razorvine slices lengths out of the array (a corrupt length is an error, not an allocation).
+            return unpickler.loads(bytes);
+        }
+        catch (BadInputException) { throw; }
+        catch (Exception e) when (e is PickleException or InvalidCastException or IOException or IndexOutOfRangeException or ArgumentException
+            or OverflowException or NullReferenceException or KeyNotFoundException or FormatException or InvalidOperationException)
+        {
+            throw new BadInputException($"the pickle in {pickle.FullName} is malformed or uses something a checkpoint should not ({e.Message})", path, e);
         }
     }
 
