@@ -81,6 +81,19 @@ public abstract class PeftTuner
     public virtual void MergeSite(AttachedTarget target, bool safe) =>
         throw new NotSupportedException($"{Config.PeftType} adapters cannot be folded");
 
+    /// <summary>
+    /// A rank for one layer, refused when it is not positive or exceeds in + out: beyond min(in, out) a rank adds nothing,
+    /// and a typo such as r = 100000 would otherwise allocate until the machine runs out of memory.
+    /// </summary>
+    protected static int CheckedRank(string path, Nn.Linear layer, int rank, string key = "r")
+    {
+        long bound = layer.InFeatures + layer.OutFeatures;
+        if (rank < 1 || rank > bound)
+            throw new BadInputException($"{key} = {rank} for '{path}' must be between 1 and the layer's in + out = {bound} " +
+                $"(a {layer.InFeatures} → {layer.OutFeatures} layer; ranks above {Math.Min(layer.InFeatures, layer.OutFeatures)} add nothing)");
+        return rank;
+    }
+
     /// <summary>The rank per adapted module (learned ranks for AdaLoRA), or null where rank does not apply.</summary>
     public virtual IReadOnlyDictionary<string, int>? Ranks() => null;
 }

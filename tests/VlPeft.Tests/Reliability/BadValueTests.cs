@@ -136,6 +136,19 @@ public class BadValueTests
         Assert.Contains("got 2000000000", CliRunner.Run("params", "--config", dir.File("config.json")).Err);
     }
 
+    [Theory]
+    [InlineData("qformer-lora-all", "100000", "r = 100000 for 'qformer.encoder.layer.0.attention.attention.query' must be between 1 and the layer's in + out = 128")]
+    [InlineData("qformer-lora-all", "0", "--rank must be positive, got 0")]
+    public void A_rank_outside_the_layers_dimensions_is_refused_before_allocating(string preset, string rank, string message)
+    {
+        var run = CliRunner.Run("params", "--preset", "tiny-instructblip", "--peft", preset, "--rank", rank);
+        Assert.Equal(2, run.ExitCode);
+        Assert.Contains(message, run.Err);
+        using var model = VlPeft.Models.ModelFamilies.FromPreset("tiny-lavin", new VlPeft.Models.ModelBuildOptions { Device = TorchSharp.torch.META });
+        var ada = new VlPeft.Peft.AdaLora.AdaLoraConfig { TargetModules = VlPeft.Peft.ModuleSelector.FromNames("q_proj"), InitR = 1000, TargetR = 8, TotalStep = 10 };
+        Assert.Contains("init_r = 1000", Assert.Throws<BadInputException>(() => VlPeft.Peft.PeftModel.Create(model, ada)).Message);
+    }
+
     [Fact]
     public void Endless_and_truncated_images_get_a_readable_error()
     {

@@ -21,7 +21,7 @@ public sealed class AdaLoraTuner : PeftTuner
     bool Training => !Config.InferenceMode;
 
     public override LinearAdapter CreateLinearAdapter(string path, Linear layer) =>
-        new AdaLoraAdapter(AdapterName, layer, Ada.InitR, Ada.Scaling, Ada.LoraDropout);
+        new AdaLoraAdapter(AdapterName, layer, CheckedRank(path, layer, Ada.InitR, "init_r"), Ada.Scaling, Ada.LoraDropout);
 
     public override void OnAttached(IReadOnlyList<AttachedTarget> targets)
     {

@@ -11,6 +11,7 @@ public sealed class LoHaTuner : PeftTuner
     {
         var config = (LoHaConfig)Config;
         var (rank, alpha) = config.ForModule(path);
+        CheckedRank(path, layer, rank);
         return new LoHaAdapter(AdapterName, layer, rank, alpha, config.InitWeights);
     }
 }

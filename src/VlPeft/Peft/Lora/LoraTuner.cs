@@ -12,6 +12,7 @@ public sealed class LoraTuner : PeftTuner
     public override LinearAdapter CreateLinearAdapter(string path, Linear layer)
     {
         var (rank, alpha) = Lora.ForModule(path);
+        CheckedRank(path, layer, rank);
         // "eva" is a data-driven initialisation; once saved, the adapter is a plain LoRA whose weights come from the file.
         string init = Lora.InitLoraWeights == "eva" ? "true" : Lora.InitLoraWeights;
         return Lora.UseDora
