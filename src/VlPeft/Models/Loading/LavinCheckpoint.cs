@@ -54,14 +54,15 @@ public static class LavinCheckpoint
             if (site.Success) sites.Add(site.Groups[1].Value);
         }
         if (sites.Count == 0) throw new BadInputException("no LaVIN adapter tensors (…adapter_attn.conv_A.weight) in the checkpoint", checkpoint);
-        Tensor Saved(string suffix) => saved.FirstOrDefault(kv => kv.Key.EndsWith(suffix, StringComparison.Ordinal)).Value
+        // Site adapters only: the neck (adapter_proj) also has conv_A/conv_B, of other shapes.
+        Tensor Saved(string suffix) => saved.FirstOrDefault(kv => kv.Key.Contains(".adapter_before_", StringComparison.Ordinal) && kv.Key.EndsWith(suffix, StringComparison.Ordinal)).Value
             ?? throw new BadInputException($"the checkpoint has adapters but no '…{suffix}'", checkpoint);
         long dim = Saved(".conv_A.weight").shape[0];
         long perGroup = Saved(".conv_B.weight").shape[1];
         var config = new BottleneckConfig
         {
             AdapterDim = (int)dim, Groups = (int)(dim / perGroup), Scale = 1, Dropout = 0.1, Temperature = temperature,
-            Router = saved.Keys.Any(k => k.EndsWith(".conv_D.weight", StringComparison.Ordinal)),
+            Router = saved.Keys.Any(k => k.Contains(".adapter_before_", StringComparison.Ordinal) && k.EndsWith(".conv_D.weight", StringComparison.Ordinal)),
             LavinRouterQuirkModules = lavinQuirk ? new[] { "vision_model" } : Array.Empty<string>(),
             TargetModules = ModuleSelector.FromNames(sites.ToArray()), TaskType = "CAUSAL_LM", InferenceMode = true,
         };
