@@ -13,7 +13,7 @@ static class ParamsCommand
     {
         var preset = new Option<string?>("--preset") { Description = $"Model preset (this or --config is required): {string.Join(", ", ModelPresets.Names)}" };
         var config = new Option<string?>("--config") { Description = "A HF config.json, or a directory holding one (this or --preset is required)" };
-        var peft = new Option<string>("--peft") { Description = "PEFT preset of the model's family (e.g. qformer-lora-all), full, or an adapter_config.json / adapter directory", DefaultValueFactory = _ => "qformer-full" };
+        var peft = new Option<string?>("--peft") { Description = "PEFT preset of the model's family (e.g. qformer-lora-all), full, or an adapter_config.json / adapter directory (default: the family's first preset, qformer-full for InstructBLIP)" };
         var rank = new Option<int>("--rank") { Description = "LoRA rank for the PEFT presets (paper: 1, 2, 4, 8)", DefaultValueFactory = _ => 8 };
         var json = new Option<bool>("--json") { Description = "Print JSON" };
         var command = new Command("params", "Count total and trainable parameters of a model under a PEFT configuration, without allocating weights")
@@ -28,7 +28,7 @@ static class ParamsCommand
                 (null, string c) => c,
                 _ => throw new BadInputException("give exactly one of --preset or --config"),
             };
-            var summary = ModelParameterSummary.Compute(model, parse.GetValue(peft)!, parse.GetValue(rank), out string plan);
+            var summary = ModelParameterSummary.Compute(model, parse.GetValue(peft), parse.GetValue(rank), out string plan);
             if (parse.GetValue(json)) console.Out.WriteLine(JsonSerializer.Serialize(summary, CliJson.Options));
             else Print(console.Out, summary, plan);
             return CliApp.Success;

@@ -22,13 +22,14 @@ public sealed record ModelParameterSummary(
     double TrainablePercentOfBaseline)
 {
     /// <summary>Builds a preset (or a config.json path) on the meta device and applies a plan named by a PEFT preset or adapter config.</summary>
-    public static ModelParameterSummary Compute(string modelPresetOrConfig, string peft, int rank, out string planName)
+    /// <param name="peft">A plan (<see cref="ResolvePlan"/>); null: the family's first preset (its paper's baseline), or full.</param>
+    public static ModelParameterSummary Compute(string modelPresetOrConfig, string? peft, int rank, out string planName)
     {
         var options = new ModelBuildOptions { Device = torch.META };
         using var model = File.Exists(modelPresetOrConfig) || Directory.Exists(modelPresetOrConfig)
             ? ModelFamilies.FromConfigFile(modelPresetOrConfig, options)
             : ModelFamilies.FromPreset(modelPresetOrConfig, options);
-        var plan = ResolvePlan(peft, model, rank);
+        var plan = ResolvePlan(peft ?? ModelFamilies.Of(model).PeftPresetNames.FirstOrDefault() ?? TrainingPlan.Full.Name, model, rank);
         planName = plan.Name;
         return Of(model, plan);
     }

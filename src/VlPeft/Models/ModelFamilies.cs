@@ -7,7 +7,7 @@ using VlPeft.Models.Multimodal;
 namespace VlPeft.Models;
 
 /// <summary>
-/// The registry of model families by config.json model_type. BLIP-2, InstructBLIP and the LaVIN-style model are built in;
+/// The registry of model families by config.json model_type. BLIP-2, InstructBLIP, the LaVIN-style model and the routing paper's ViT + RoBERTa / ViT + GPT-2 pipelines are built in;
 /// other families (and test families) register themselves with <see cref="Register"/>.
 /// </summary>
 public static class ModelFamilies
@@ -18,6 +18,7 @@ public static class ModelFamilies
     {
         Register(new BlipFamily());
         Register(new LavinFamily());
+        Register(new RoutingFamily());
     }
 
     public static void Register(ModelFamily family)

@@ -14,6 +14,8 @@ public enum AdapterPlacement
     AfterAttentionOutput,
     /// <summary>Post-LN blocks: after the FFN output dense, before residual + LayerNorm (Houlsby).</summary>
     AfterFeedForwardOutput,
+    /// <summary>Pre-LN blocks: one adapter applied to the attention output and again to the MLP output, each before its residual add (GPT-2 in the routing paper).</summary>
+    AfterAttentionAndFeedForwardOutput,
 }
 
 /// <summary>

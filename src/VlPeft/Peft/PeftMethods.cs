@@ -3,13 +3,14 @@ using VlPeft.Peft.AdaLora;
 using VlPeft.Peft.Bottleneck;
 using VlPeft.Peft.LoHa;
 using VlPeft.Peft.Lora;
+using VlPeft.Peft.Routing;
 
 namespace VlPeft.Peft;
 
 /// <summary>
 /// The registry of PEFT methods by peft_type (HF PEFT's PEFT_TYPE_TO_CONFIG_MAPPING): each maps an
 /// adapter_config.json to its config record, whose <see cref="PeftConfig.CreateTuner"/> builds the tuner.
-/// LoRA (with DoRA), AdaLoRA, LoHa and the Bottleneck Adapter / RepAdapter are built in; other methods register themselves.
+/// LoRA (with DoRA), AdaLoRA, LoHa, the Bottleneck Adapter / RepAdapter and the routing paper's routed LoRA and adapters are built in; other methods register themselves.
 /// </summary>
 public static class PeftMethods
 {
@@ -21,6 +22,8 @@ public static class PeftMethods
         Register("ADALORA", AdaLoraConfig.Read);
         Register("LOHA", LoHaConfig.Read);
         Register(BottleneckConfig.Type, BottleneckConfig.Read);
+        Register(RoutedLoraConfig.Type, RoutedLoraConfig.Read);
+        Register(RoutedAdapterConfig.Type, RoutedAdapterConfig.Read);
     }
 
     /// <param name="peftType">Upper case as HF writes it (matched case-insensitively).</param>
