@@ -29,7 +29,7 @@ public sealed record ModelParameterSummary(
         using var model = File.Exists(modelPresetOrConfig) || Directory.Exists(modelPresetOrConfig)
             ? ModelFamilies.FromConfigFile(modelPresetOrConfig, options)
             : ModelFamilies.FromPreset(modelPresetOrConfig, options);
-        var plan = ResolvePlan(peft ?? ModelFamilies.Of(model).PeftPresetNames.FirstOrDefault() ?? TrainingPlan.Full.Name, model, rank);
+        var plan = ResolvePlan(peft ?? ModelFamilies.Of(model).DefaultPeftPreset(model), model, rank);
         planName = plan.Name;
         return Of(model, plan);
     }

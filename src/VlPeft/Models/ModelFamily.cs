@@ -24,6 +24,9 @@ public abstract class ModelFamily
     /// <summary>The PEFT presets of this family's paper(s).</summary>
     public virtual IReadOnlyList<string> PeftPresetNames => Array.Empty<string>();
 
+    /// <summary>The plan `params` counts when none is named: the paper's baseline for this model, or full.</summary>
+    public virtual string DefaultPeftPreset(VisionLanguageModel model) => PeftPresetNames.FirstOrDefault() ?? TrainingPlan.Full.Name;
+
     public virtual TrainingPlan PeftPreset(string name, VisionLanguageModel model, int rank) =>
         throw new BadInputException($"unknown PEFT preset '{name}'" + (PeftPresetNames.Count > 0 ? $" (known: {string.Join(", ", PeftPresetNames)})" : $": the {ModelTypes[0]} family has none"));
 

@@ -31,6 +31,9 @@ public sealed class RoutingFamily : ModelFamily
 
     public override IReadOnlyList<string> PeftPresetNames => RoutingPeftPresets.RobertaNames.Concat(RoutingPeftPresets.Gpt2Names).ToList();
 
+    public override string DefaultPeftPreset(VisionLanguageModel model) =>
+        model is VitGpt2ForCaptioning ? RoutingPeftPresets.Gpt2Names[0] : RoutingPeftPresets.RobertaNames[0];
+
     public override TrainingPlan PeftPreset(string name, VisionLanguageModel model, int rank) => model switch
     {
         VitRobertaForVqa => RoutingPeftPresets.Roberta(name, rank),

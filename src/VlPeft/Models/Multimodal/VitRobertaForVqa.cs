@@ -28,7 +28,7 @@ public sealed class VitRobertaForVqa : VisionLanguageModel, ITowerPretraining
         Config = config;
         if (!options.SkipVision) vit = new VitModel(config.Vision, "vit", options.Device);
         if (!options.SkipLanguageModel) roberta = new RobertaModel(config.Text, options.Device);
-        classifier = new VqaClassifierHead(config.Text.HiddenSize, config.NumLabels, config.Text.LayerNormEps, options.Device);
+        classifier = new VqaClassifierHead(config.Text.HiddenSize, config.NumLabels, options.Device);
         RegisterComponents();
     }
 
@@ -55,7 +55,7 @@ public sealed class VitRobertaForVqa : VisionLanguageModel, ITowerPretraining
     public void ReplaceLabels(IReadOnlyList<string> labels)
     {
         var device = classifier.parameters().First().device;
-        var head = new VqaClassifierHead(Config.Text.HiddenSize, labels.Count, Config.Text.LayerNormEps, device);
+        var head = new VqaClassifierHead(Config.Text.HiddenSize, labels.Count, device);
         register_module("classifier", head);
         classifier.Dispose();
         classifier = head;
@@ -74,7 +74,7 @@ public sealed class VitRobertaForVqa : VisionLanguageModel, ITowerPretraining
         var embeds = torch.cat(new[] { visual.to(words.dtype), words }, 1);
         var mask = torch.cat(new[] { torch.ones(input.InputIds.shape[0], 1, dtype: ScalarType.Int64, device: words.device), input.AttentionMask ?? torch.ones_like(input.InputIds) }, 1);
         var pooled = Roberta.Pool(Roberta.Encode(embeds, mask));
-        var logits = classifier.call(pooled.to(ScalarType.Float32));
+        var logits = classifier.call(pooled.to(classifier.parameters().First().dtype));   // the head trains in full: fp32 under a bf16 tower
         var loss = input.Labels is null ? null : SoftScoreLoss(logits, input.Labels);
         var intermediates = new Dictionary<string, Tensor> { ["visual_feature"] = visual.MoveToOuterDisposeScope(), ["pooled_output"] = pooled.MoveToOuterDisposeScope() };
         return new VisionLanguageOutput(logits.MoveToOuterDisposeScope(), loss?.MoveToOuterDisposeScope(), visual, intermediates);
@@ -133,10 +133,10 @@ sealed class VqaClassifierHead : nn.Module<Tensor, Tensor>
     readonly Nn.Linear first, last;
     readonly Nn.LayerNorm norm;
 
-    public VqaClassifierHead(long hidden, long labels, double eps, Device? device) : base("classifier")
+    public VqaClassifierHead(long hidden, long labels, Device? device) : base("classifier")
     {
         first = new Nn.Linear(hidden, 2 * hidden, device: device);
-        norm = new Nn.LayerNorm(2 * hidden, eps, device: device);
+        norm = new Nn.LayerNorm(2 * hidden, 1e-5, device: device);   // nn.LayerNorm(1536): PyTorch's default eps
         last = new Nn.Linear(2 * hidden, labels, device: device);
         register_module("0", first);
         register_module("1", norm);
