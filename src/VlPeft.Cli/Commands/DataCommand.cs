@@ -8,8 +8,8 @@ static class DataCommand
 {
     public static Command Create(CliConsole console)
     {
-        var task = new Option<string>("--task") { Description = "scienceqa, iconqa or captions", Required = true };
-        task.AcceptOnlyFromAmong("scienceqa", "iconqa", "captions");
+        var task = new Option<string>("--task") { Description = "scienceqa, iconqa, captions or vqav2 (VL-T5 Karpathy layout)", Required = true };
+        task.AcceptOnlyFromAmong("scienceqa", "iconqa", "captions", "vqav2");
         var output = new Option<string>("--out") { Description = "Output directory", Required = true };
         var train = new Option<int>("--train") { DefaultValueFactory = _ => 600 };
         var val = new Option<int>("--val") { DefaultValueFactory = _ => 150 };

@@ -43,6 +43,8 @@ public sealed record OpenQuestionRecord
     public string QuestionType { get; init; } = "";
     public string MultipleChoiceAnswer { get; init; } = "";
     public bool? Answerable { get; init; }
+    /// <summary>Soft classification targets per answer (VQAv2 classifier data: the VL-T5/LXMERT <c>label</c> dict); null elsewhere.</summary>
+    public IReadOnlyDictionary<string, double>? AnswerScores { get; init; }
 }
 
 /// <summary>An image with its reference captions (COCO, Flickr30k Karpathy).</summary>

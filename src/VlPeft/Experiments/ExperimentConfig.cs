@@ -12,8 +12,15 @@ namespace VlPeft.Experiments;
 public sealed class ExperimentConfig
 {
     public string Name { get; set; } = "";
-    /// <summary>scienceqa, iconqa or captions.</summary>
+    /// <summary>One of <see cref="Tasks"/>.</summary>
     public string Task { get; set; } = "scienceqa";
+
+    /// <summary>
+    /// scienceqa, iconqa (multiple choice), captions (Karpathy captions: the tiny InstructBLIP's pretraining, or the GPT-2
+    /// captioner's fine-tuning, tested by CIDEr-D), vqav2 (VL-T5 Karpathy VQAv2 for the answer classifier, tested by VQA
+    /// accuracy), tower_pretraining (the routing models' towers pretrained apart on captions).
+    /// </summary>
+    public static readonly string[] Tasks = { "scienceqa", "iconqa", "captions", "vqav2", "tower_pretraining" };
     public string? Data { get; set; }
     /// <summary>ScienceQA: keep only problems with an image (ScienceQA-IMG), as the paper does.</summary>
     public bool ImageOnly { get; set; } = true;
@@ -165,6 +172,7 @@ public sealed class ExperimentConfig
     /// <summary>Checks every section's values, naming the file.</summary>
     public void Validate(string source)
     {
+        if (!Tasks.Contains(Task)) throw new BadInputException($"task must be one of {string.Join(", ", Tasks)}, got '{Task}'", source);
         Training.Validate(source);
         Evaluation.Validate(source);
         if (Prompt is not (InstructBlipPrompt or LavinPrompt))

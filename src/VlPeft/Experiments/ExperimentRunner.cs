@@ -32,7 +32,9 @@ public sealed record ExperimentResult(
     double Seconds,
     double SamplesPerSecond,
     IReadOnlyDictionary<string, int>? FinalRanks,
-    string RunDirectory);
+    string RunDirectory,
+    /// <summary>What <see cref="TestAccuracy"/> measures: accuracy (choice tasks), VQA accuracy, or CIDEr-D (×100, captions).</summary>
+    string TestMetric = "accuracy");
 
 /// <summary>
 /// Runs an experiment file end to end: data (official formats), model (HF checkpoint directory, or a
@@ -67,17 +69,53 @@ public static class ExperimentRunner
         ITrainingTask task;
         Func<double?>? test = null;
         IReadOnlyDictionary<string, object>? categories = null;
-        if (config.Task == "captions")
+        string testMetric = "accuracy";
+        var t = config.Training;
+        if (config.Task is "captions" or "tower_pretraining")
         {
             var json = Directory.GetFiles(data, "dataset_*.json").FirstOrDefault() ?? throw new BadInputException("no Karpathy dataset_*.json in the data directory", data);
             string vqa = Path.Combine(data, "vqa_train.json");
             var questions = File.Exists(vqa) ? VlPeft.Data.Vqa.VizWizReader.Read(vqa, data) : null;
-            task = new CaptionTask(model, processor, Limit(CaptionReader.Read(json, "train"), config.Training.MaxTrainExamples),
-                Limit(CaptionReader.Read(json, "val"), config.Training.MaxEvalExamples), questions) { Augment = config.Training.Augment };
+            var trainCaptions = Limit(CaptionReader.Read(json, "train"), t.MaxTrainExamples);
+            var valCaptions = Limit(CaptionReader.Read(json, "val"), t.MaxEvalExamples);
+            if (config.Task == "tower_pretraining")
+                task = new TowerPretrainingTask(model, processor, TokenizerOf(processor), trainCaptions, valCaptions, questions?.Select(q => q.Question).ToList() ?? new List<string>());
+            else if (model is VlPeft.Models.Multimodal.VitGpt2ForCaptioning)
+            {
+                // The routing paper's captioner: captions only, no instruction, no contrastive term; tested by CIDEr-D of beam search.
+                task = new CaptionTask(model, processor, trainCaptions, valCaptions) { Augment = t.Augment, ContrastiveWeight = 0 };
+                var testCaptions = Limit(CaptionReader.Read(json, "test"), t.MaxEvalExamples);
+                testMetric = "CIDEr-D";
+                test = () =>
+                {
+                    var scores = CaptionTest(model, processor, testCaptions, config.Evaluation.Generation, run.Path);
+                    categories = scores;
+                    return 100 * Convert.ToDouble(scores["CIDEr"], CultureInfo.InvariantCulture);
+                };
+            }
+            else
+                task = new CaptionTask(model, processor, trainCaptions, valCaptions, questions) { Augment = t.Augment };
+        }
+        else if (config.Task == "vqav2")
+        {
+            var vqaProcessor = (VlPeft.Models.Multimodal.VqaClassifierProcessor)processor;
+            var read = new ReadOptions { RequireImages = true };
+            var testQuestions = Limit(VlPeft.Data.Vqa.VqaKarpathyReader.Read(data, "test", read), t.MaxEvalExamples);
+            var vqaTask = new VqaClassificationTask(model, vqaProcessor, Limit(VlPeft.Data.Vqa.VqaKarpathyReader.Read(data, "train", read), t.MaxTrainExamples),
+                Limit(VlPeft.Data.Vqa.VqaKarpathyReader.Read(data, "val", read), t.MaxEvalExamples));
+            task = vqaTask;
+            testMetric = "VQA accuracy";
+            test = () =>
+            {
+                double accuracy = vqaTask.Accuracy(testQuestions, out var answers);
+                // The official results-file shape: [{question_id, answer}].
+                File.WriteAllText(Path.Combine(run.Path, "predictions.json"), System.Text.Json.JsonSerializer.Serialize(
+                    answers.Select(kv => new { question_id = long.TryParse(kv.Key, out long id) ? (object)id : kv.Key, answer = kv.Value })));
+                return accuracy;
+            };
         }
         else
         {
-            var t = config.Training;
             var train = Limit(ReadChoiceSplit(config, data, "train"), t.MaxTrainExamples);
             var val = Limit(ReadChoiceSplit(config, data, "val"), t.MaxEvalExamples);
             var testRecords = Limit(ReadChoiceSplit(config, data, "test"), t.MaxEvalExamples);
@@ -108,7 +146,7 @@ public static class ExperimentRunner
         var ranks = peft?.Tuner().Ranks();
         var experiment = new ExperimentResult(config.Name, PlanName(config), report.Total, report.Trainable,
             baseline == 0 ? 0 : 100.0 * report.Trainable / baseline, result.State.BestMetric ?? double.NaN, testAccuracy, categories,
-            watch.Elapsed.TotalSeconds, result.SamplesPerSecond, ranks, run.Path);
+            watch.Elapsed.TotalSeconds, result.SamplesPerSecond, ranks, run.Path, testMetric);
         File.WriteAllText(run.ReportFile, Report(experiment, result.State));
         return experiment;
     }
@@ -143,6 +181,24 @@ public static class ExperimentRunner
         return (model, processor);
     }
 
+    /// <summary>Beam-searched captions of the test images (written as the COCO results file), scored by the official caption metrics.</summary>
+    static IReadOnlyDictionary<string, object> CaptionTest(VisionLanguageModel model, VisionLanguageProcessor processor, IReadOnlyList<CaptionRecord> records,
+        Evaluation.GenerationOptions options, string runPath)
+    {
+        var generator = new Evaluation.TextGenerator(model, processor);
+        var captions = records.ToDictionary(r => r.ImageId, r => generator.Generate(r.ImagePath, "", options));
+        File.WriteAllText(Path.Combine(runPath, "predictions.json"), System.Text.Json.JsonSerializer.Serialize(
+            captions.Select(kv => new { image_id = kv.Key, caption = kv.Value })));
+        return CaptionScorer.Score(records, captions).Metrics;
+    }
+
+    static VlPeft.Text.Tokenizers.TextTokenizer TokenizerOf(VisionLanguageProcessor processor) => processor switch
+    {
+        VlPeft.Models.Multimodal.VqaClassifierProcessor p => p.Tokenizer,
+        VlPeft.Models.Multimodal.CaptioningProcessor p => p.Tokenizer,
+        _ => throw new BadInputException("task tower_pretraining is for the routing paper's models (vit_roberta_vqa, vit_gpt2_captioning)"),
+    };
+
     static IReadOnlyList<T> Limit<T>(IReadOnlyList<T> items, int? max) => max is int m && items.Count > m ? items.Take(m).ToList() : items;
 
     internal static IReadOnlyList<ChoiceRecord> ReadChoiceSplit(ExperimentConfig config, string data, string split)
@@ -151,7 +207,7 @@ public static class ExperimentRunner
         {
             "scienceqa" => ScienceQaReader.Read(data, split, config.ImageOnly, new ReadOptions { RequireImages = true }).Records,
             "iconqa" => IconQaReader.Read(data, split, new ReadOptions { RequireImages = true }).Records,
-            _ => throw new BadInputException($"unknown task '{config.Task}' (scienceqa, iconqa, captions)"),
+            _ => throw new BadInputException($"unknown task '{config.Task}' ({string.Join(", ", ExperimentConfig.Tasks)})"),
         };
         // HasImage stays as read, so the ScienceQA categories (IMG, NO) still group the same records.
         return config.TextOnly ? records.Select(r => r with { ImagePath = null }).ToList() : records;
@@ -181,7 +237,9 @@ public static class ExperimentRunner
         {
             // A new tiny model with a vocabulary made from the captions of this data.
             string folder = modelFolder ?? throw new InvalidOperationException("a model built from scratch needs a folder for its tokenizer");
-            var captions = Directory.GetFiles(data, "dataset_*.json").SelectMany(f => CaptionReader.Read(f, "train").SelectMany(r => r.References));
+            // Questions too (VizWiz-format vqa_train.json beside the captions), for models whose later task asks them.
+            var captions = Directory.GetFiles(data, "dataset_*.json").SelectMany(f => CaptionReader.Read(f, "train").SelectMany(r => r.References))
+                .Concat(Directory.GetFiles(data, "vqa_train.json").SelectMany(f => VlPeft.Data.Vqa.VizWizReader.Read(f).Select(q => q.Question)));
             string presetJson = ModelPresets.Json(m.Preset ?? "tiny-instructblip");
             torch.manual_seed(config.Training.Seed);
             var vocabulary = TinyVocabulary.Build(captions);
@@ -194,6 +252,19 @@ public static class ExperimentRunner
             (model, processor) = PretrainedModel.LoadWithProcessor(path);
             if (m.Preset is string expected && ModelPresets.Names.Contains(expected) && !expected.StartsWith("tiny"))
                 CheckMatchesPreset(model, expected, path);
+        }
+        if (config.Task == "vqav2")
+        {
+            var vqa = model as VlPeft.Models.Multimodal.VitRobertaForVqa ?? throw new BadInputException($"task vqav2 trains the routing paper's answer classifier (vit_roberta_vqa); the model is {model.ModelType}");
+            var labels = VlPeft.Data.Vqa.VqaKarpathyReader.ReadAnswerVocabulary(Path.Combine(data, VlPeft.Data.Vqa.VqaKarpathyReader.AnswerVocabularyFile));
+            if (!labels.SequenceEqual(vqa.Config.Id2Label))
+            {
+                // A head for this data's answer vocabulary (the base's head answers another set), seeded as the run.
+                torch.manual_seed(config.Training.Seed);
+                model = vqa.WithAnswers(labels);
+                vqa.Dispose();
+                processor = ((VlPeft.Models.Multimodal.VqaClassifierProcessor)processor).WithConfig(((VlPeft.Models.Multimodal.VitRobertaForVqa)model).Config);
+            }
         }
         if (m.Dtype == "bf16")
             foreach (var tower in model.ParameterGroups.Where(g => g.FrozenTower).SelectMany(g => g.Prefixes))
@@ -280,8 +351,15 @@ public static class ExperimentRunner
         s.AppendLine();
         s.AppendLine("| method | total params | trainable | % of baseline | best val | test acc | epochs | time (s) | samples/s |");
         s.AppendLine("|---|---|---|---|---|---|---|---|---|");
-        s.AppendLine($"| {r.Method} | {r.TotalParameters:N0} | {r.TrainableParameters:N0} | {F(r.TrainablePercentOfBaseline)} | {F(r.ValidationMetric)} | {F(r.TestAccuracy)} | {state.Epoch} | {F(r.Seconds)} | {F(r.SamplesPerSecond)} |");
-        if (r.TestCategories is { } c)
+        s.AppendLine($"| {r.Method} | {r.TotalParameters:N0} | {r.TrainableParameters:N0} | {F(r.TrainablePercentOfBaseline)} | {F(r.ValidationMetric)} | {F(r.TestAccuracy)} ({r.TestMetric}) | {state.Epoch} | {F(r.Seconds)} | {F(r.SamplesPerSecond)} |");
+        if (r.TestMetric == "CIDEr-D" && r.TestCategories is { } captions)
+        {
+            s.AppendLine();
+            s.AppendLine("| " + string.Join(" | ", captions.Keys.Where(k => k != "skipped")) + " |");
+            s.AppendLine("|" + string.Concat(captions.Keys.Where(k => k != "skipped").Select(_ => "---|")));
+            s.AppendLine("| " + string.Join(" | ", captions.Where(kv => kv.Key != "skipped").Select(kv => F(Convert.ToDouble(kv.Value, CultureInfo.InvariantCulture) * 100))) + " |");
+        }
+        else if (r.TestCategories is { } c)
         {
             s.AppendLine();
             s.AppendLine("| " + string.Join(" | ", ScienceQaScorer.Columns.Select(x => x.Label)) + " |");

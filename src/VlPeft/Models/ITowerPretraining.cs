@@ -15,6 +15,9 @@ public interface ITowerPretraining
     /// <summary>The text tower's own pretraining loss on text alone (GPT-2: next token; RoBERTa: masked tokens).</summary>
     Tensor TextOnlyLoss(Tensor inputIds, Tensor attentionMask, int maskTokenId, Random random);
 
+    /// <summary>The longest text the text tower takes alone (its positions).</summary>
+    int MaxTextTokens { get; }
+
     /// <summary>The text tower's word embedding matrix [V, D].</summary>
     Tensor WordEmbeddingMatrix { get; }
 }

@@ -7,7 +7,7 @@ namespace VlPeft.Data.Synthetic;
 /// <summary>What to generate.</summary>
 public sealed record SyntheticOptions
 {
-    /// <summary>scienceqa, iconqa or captions.</summary>
+    /// <summary>scienceqa, iconqa, captions or vqav2.</summary>
     public required string Task { get; init; }
     public int Train { get; init; } = 600;
     public int Val { get; init; } = 150;
@@ -23,11 +23,12 @@ public sealed record SyntheticSummary(string Task, string Directory, int Train, 
 /// The built-in synthetic visual-reasoning suite, written in the official on-disk formats so the
 /// real readers read it: ScienceQA (problems.json + pid_splits.json + images/&lt;split&gt;/&lt;pid&gt;/image.png),
 /// IconQA (&lt;split&gt;/choose_txt/&lt;qid&gt;/{data.json,image.png}) and Karpathy captions
-/// (dataset_synth.json + images/). Deterministic for a seed.
+/// (dataset_synth.json + images/) and VQAv2 in the VL-T5 Karpathy layout (karpathy_&lt;split&gt;.json +
+/// trainval_ans2label.json + images/). Deterministic for a seed.
 /// </summary>
 public static class SyntheticSuite
 {
-    static readonly string[] Splits = { "train", "val", "test" };
+    internal static readonly string[] Splits = { "train", "val", "test" };
 
     public static SyntheticSummary Generate(SyntheticOptions options, string directory)
     {
@@ -44,7 +45,8 @@ public static class SyntheticSuite
             "scienceqa" => WriteScienceQa(directory, counts, random, options.ImageSize),
             "iconqa" => WriteIconQa(directory, counts, random, options.ImageSize),
             "captions" => WriteCaptions(directory, counts, random, options.ImageSize),
-            _ => throw new BadInputException($"unknown synthetic task '{options.Task}' (scienceqa, iconqa, captions)"),
+            "vqav2" => SyntheticVqa.Write(directory, counts, random, options.ImageSize),
+            _ => throw new BadInputException($"unknown synthetic task '{options.Task}' (scienceqa, iconqa, captions, vqav2)"),
         };
     }
 
@@ -154,7 +156,7 @@ public static class SyntheticSuite
         return new SyntheticSummary("captions", root, counts[0], counts[1], counts[2], double.NaN, double.NaN);
     }
 
-    static void WriteJson(string path, JsonNode node)
+    internal static void WriteJson(string path, JsonNode node)
     {
         AtomicFile.WriteAllText(path, node.ToJsonString());
     }

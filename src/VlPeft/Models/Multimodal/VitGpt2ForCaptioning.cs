@@ -111,6 +111,8 @@ public sealed class VitGpt2ForCaptioning : VisionLanguageModel, ITowerPretrainin
 
     public override Tensor EmbedTokens(Tensor ids) => Transformer.EmbedTokens(ids);
 
+    public int MaxTextTokens => Config.Text.NPositions;
+
     public Tensor WordEmbeddingMatrix => Transformer.EmbedTokens(torch.arange(Config.Text.VocabSize, dtype: ScalarType.Int64));
 
     /// <summary>Next-token prediction on text alone (no visual prefix).</summary>

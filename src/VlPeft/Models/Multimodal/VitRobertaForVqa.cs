@@ -49,17 +49,18 @@ public sealed class VitRobertaForVqa : VisionLanguageModel, ITowerPretraining
     RobertaModel Roberta => roberta ?? throw new InvalidOperationException("the language model was not built");
 
     /// <summary>
-    /// A new head for another answer vocabulary (HF's from_pretrained with other labels): the head is trained from its
-    /// initialisation, as the paper's classifier is.
+    /// The same model with a new head for another answer vocabulary (HF's from_pretrained with other labels): every
+    /// other weight copied, the head freshly initialised and trained from there, as the paper's classifier is.
     /// </summary>
-    public void ReplaceLabels(IReadOnlyList<string> labels)
+    public VitRobertaForVqa WithAnswers(IReadOnlyList<string> labels)
     {
-        var device = classifier.parameters().First().device;
-        var head = new VqaClassifierHead(Config.Text.HiddenSize, labels.Count, device);
-        register_module("classifier", head);
-        classifier.Dispose();
-        classifier = head;
-        Config = Config with { Id2Label = labels.ToList() };
+        var device = parameters().First().device;
+        var copy = new VitRobertaForVqa(Config with { Id2Label = labels.ToList() }, new ModelBuildOptions { Device = device });
+        var mine = named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        using (torch.no_grad())
+            foreach (var (name, p) in copy.named_parameters().Where(p => !p.name.StartsWith("classifier.")))
+                p.copy_(mine[name]);
+        return copy;
     }
 
     public Tensor PooledImage(Tensor pixelValues) => Vit.call(pixelValues).Pooled;
@@ -93,6 +94,8 @@ public sealed class VitRobertaForVqa : VisionLanguageModel, ITowerPretraining
         throw new BadInputException("the ViT + RoBERTa VQA model is a classifier: it does not generate text (its prediction is the best-scoring answer)");
 
     public override Tensor EmbedTokens(Tensor ids) => Roberta.WordEmbeddings(ids);
+
+    public int MaxTextTokens => Config.Text.MaxPositionEmbeddings - Config.Text.PadTokenId - 1;
 
     public Tensor WordEmbeddingMatrix => Roberta.WordEmbeddings(torch.arange(Config.Text.VocabSize, dtype: ScalarType.Int64));
 

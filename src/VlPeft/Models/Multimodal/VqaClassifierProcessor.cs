@@ -27,6 +27,9 @@ public sealed class VqaClassifierProcessor : VisionLanguageProcessor
     }
 
     public IReadOnlyList<string> Labels => config.Id2Label;
+
+    /// <summary>The same tokenizer and images for a model whose answer vocabulary was replaced.</summary>
+    public VqaClassifierProcessor WithConfig(VitRobertaVqaConfig replaced) => new(tokenizer, replaced, images);
     public TextTokenizer Tokenizer => tokenizer;
     public int? LabelId(string answer) => labelIds.TryGetValue(answer, out int id) ? id : null;
 
