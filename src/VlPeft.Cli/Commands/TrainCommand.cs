@@ -27,7 +27,7 @@ static class TrainCommand
             if (parse.GetValue(resume) && parse.GetValue(overwrite)) throw new BadInputException("give --resume or --overwrite, not both");
             var result = ExperimentRunner.Run(experiment, runDir, parse.GetValue(resume), file, parse.GetValue(overwrite));
             string F(double? v) => v is double d && double.IsFinite(d) ? d.ToString("F2", CultureInfo.InvariantCulture) : "-";
-            console.Out.WriteLine($"{result.Name}: trainable {result.TrainableParameters:N0} of {result.TotalParameters:N0} ({F(result.TrainablePercentOfBaseline)}% of the baseline outside the frozen towers); best val {F(result.ValidationMetric)}; test {F(result.TestAccuracy)}; {F(result.Seconds)} s");
+            console.Out.WriteLine($"{result.Name}: trainable {result.TrainableParameters:N0} of {result.TotalParameters:N0} ({F(result.TrainablePercentOfBaseline)}% of the baseline outside the frozen towers); best val {F(result.ValidationMetric)}; test {F(result.TestAccuracy)} ({result.TestMetric}); {F(result.Seconds)} s");
             console.Out.WriteLine($"run directory: {result.RunDirectory}");
             return CliApp.Success;
         }));

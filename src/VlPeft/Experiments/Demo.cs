@@ -18,15 +18,30 @@ public sealed record DemoOptions
     /// <summary>Null: every method (<see cref="DefaultMethods"/>), or <see cref="QuickMethods"/> in quick mode.</summary>
     public IReadOnlyList<string>? Methods { get; init; }
 
-    /// <summary>The first paper's rows (tiny InstructBLIP, both tasks), then the Bottleneck Adapter paper's (tiny LaVIN, ScienceQA).</summary>
-    public static readonly string[] DefaultMethods =
+    /// <summary>
+    /// The routing paper's rows (tiny ViT + RoBERTa classifier on VQA, tiny ViT + GPT-2 captioner on captions): plain LoRA,
+    /// routed LoRA with each parameter-free routing function, and the cross-attention-in-the-bottleneck baseline.
+    /// </summary>
+    public static readonly string[] RoutingMethods =
+        new[] { RoutingLora }.Concat(Peft.Routing.RoutingFunctions.Names.Where(n => n is not ("none" or "cross_attention")).Select(n => RoutingPrefix + n))
+            .Append(RoutingPrefix + "cross_attention").ToArray();
+
+    /// <summary>The first paper's rows (tiny InstructBLIP, both tasks), the Bottleneck Adapter paper's (tiny LaVIN, ScienceQA), then the routing paper's.</summary>
+    public static readonly string[] DefaultMethods = new[]
     {
         "qformer-full", "qformer-lora-self", "qformer-lora-cross", "qformer-lora-ffn", "qformer-lora-all", "qformer-llm-lora", "adalora", TextOnly,
         "bottleneck-adapter", "lavin-router", "lavin-llm-lora", LavinTextOnly,
-    };
+    }.Concat(RoutingMethods).ToArray();
 
-    /// <summary>The quick run's methods: the baseline, the best and the cheapest LoRA, AdaLoRA, the text-only floor, and the Bottleneck Adapter.</summary>
-    public static readonly string[] QuickMethods = { "qformer-full", "qformer-lora-self", "qformer-lora-all", "adalora", TextOnly, "bottleneck-adapter" };
+    /// <summary>The quick run's methods: the baseline, the best and the cheapest LoRA, AdaLoRA, the text-only floor, the Bottleneck Adapter, plain and add-routed LoRA.</summary>
+    public static readonly string[] QuickMethods = { "qformer-full", "qformer-lora-self", "qformer-lora-all", "adalora", TextOnly, "bottleneck-adapter", RoutingLora, RoutingPrefix + "add" };
+
+    public const string RoutingLora = "routing-lora", RoutingPrefix = "routed-";
+    public static bool IsRouting(string method) => method == RoutingLora || method.StartsWith(RoutingPrefix, StringComparison.Ordinal);
+
+    /// <summary>The demo tasks a method runs on.</summary>
+    public static IEnumerable<string> TasksOf(string method) =>
+        IsRouting(method) ? new[] { "vqav2", "captions" } : IsLavin(method) ? new[] { "scienceqa" } : new[] { "scienceqa", "iconqa" };
 
     /// <summary>The text-only baseline: qformer-lora-all trained and tested with blank images.</summary>
     public const string TextOnly = "text-only";
@@ -39,7 +54,7 @@ public sealed record DemoOptions
 /// <summary>One row of the demo's table.</summary>
 public sealed record DemoRow(string Task, string Method, long Trainable, double PercentOfBaseline, double Validation, double Test, double Seconds, double SamplesPerSecond)
 {
-    public string Base => DemoOptions.IsLavin(Method) ? "tiny-lavin" : "tiny-instructblip";
+    public string Base => DemoOptions.IsRouting(Method) ? Demo.RoutingBase(Task) : DemoOptions.IsLavin(Method) ? "tiny-lavin" : "tiny-instructblip";
 }
 
 /// <summary>
@@ -57,29 +72,40 @@ public static class Demo
         var methods = options.Methods ?? (options.Quick ? DemoOptions.QuickMethods : DemoOptions.DefaultMethods);
         string? blipBase = methods.Any(m => !DemoOptions.IsLavin(m)) ? options.BaseModel ?? FindBaseModel("tiny-instructblip", "configs/demo/pretrain.yaml") : null;
         string? lavinBase = methods.Any(DemoOptions.IsLavin) ? options.LavinBaseModel ?? FindBaseModel("tiny-lavin", "configs/demo/pretrain-lavin.yaml") : null;
+        var routingBases = methods.Any(DemoOptions.IsRouting)
+            ? new[] { "vqav2", "captions" }.ToDictionary(t => t, t => FindBaseModel(RoutingBase(t), $"configs/demo/pretrain-{RoutingBase(t)["tiny-".Length..]}.yaml"))
+            : new Dictionary<string, string>();
         Directory.CreateDirectory(options.Output);
-        var tasks = new[] { "scienceqa", "iconqa" };
+        var tasks = new[] { "scienceqa", "iconqa", "vqav2", "captions" }.Where(t => methods.Any(m => DemoOptions.TasksOf(m).Contains(t))).ToArray();
         // Quick: the same 600 training examples for 3 epochs (fewer examples or epochs leave every method near chance).
         var (train, val, test, epochs) = options.Quick ? (600, 60, 100, 3) : (600, 150, 150, 10);
         foreach (var task in tasks)
         {
             string data = Path.Combine(options.Output, "data", task);
-            if (!File.Exists(Path.Combine(data, task == "scienceqa" ? "problems.json" : Path.Combine("test", "choose_txt"))) && !Directory.Exists(Path.Combine(data, "test", "choose_txt")))
+            string marker = task switch
+            {
+                "scienceqa" => "problems.json", "iconqa" => Path.Combine("test", "choose_txt"), "vqav2" => "karpathy_test.json", _ => "dataset_synth.json",
+            };
+            if (!File.Exists(Path.Combine(data, marker)) && !Directory.Exists(Path.Combine(data, marker)))
             {
                 progress($"generating synthetic {task} data");
-                var summary = SyntheticSuite.Generate(new SyntheticOptions { Task = task, Train = train, Val = val, Test = test, Seed = 1 }, data);
-                progress($"  blind check: text-only baseline {summary.BlindAccuracy:F1}% vs chance {summary.ChanceAccuracy:F1}%");
+                // Captions: a new seed (the captioner's base was pretrained on seed 1's scenes) and 40 test images (beam search is the slow part).
+                var summary = SyntheticSuite.Generate(task == "captions"
+                    ? new SyntheticOptions { Task = task, Train = train, Val = options.Quick ? 60 : 100, Test = options.Quick ? 20 : 40, Seed = 3 }
+                    : new SyntheticOptions { Task = task, Train = train, Val = val, Test = test, Seed = 1 }, data);
+                if (!double.IsNaN(summary.BlindAccuracy))
+                    progress($"  blind check: text-only baseline {summary.BlindAccuracy:F1}% vs {(task == "vqav2" ? "the most common answer" : "chance")} {summary.ChanceAccuracy:F1}%");
             }
         }
-        // The LaVIN rows are ScienceQA's (the Bottleneck Adapter paper's benchmark).
-        var runs = tasks.SelectMany(task => methods.Where(m => task == "scienceqa" || !DemoOptions.IsLavin(m)).Select(m => (Task: task, Method: m))).ToList();
+        // The LaVIN rows are ScienceQA's (the Bottleneck Adapter paper's benchmark); the routing rows VQA's and captions'.
+        var runs = tasks.SelectMany(task => methods.Where(m => DemoOptions.TasksOf(m).Contains(task)).Select(m => (Task: task, Method: m))).ToList();
         var rows = new List<DemoRow>();
         int index = 0;
         foreach (var (task, method) in runs)
         {
             progress($"[{++index}/{runs.Count}] {task}: {method}");
-            var config = DemoOptions.IsLavin(method)
-                ? LavinExperiment(task, method, lavinBase!, Math.Min(epochs, LavinEpochs))
+            var config = DemoOptions.IsRouting(method) ? RoutingExperiment(task, method, routingBases[task], options.Quick)
+                : DemoOptions.IsLavin(method) ? LavinExperiment(task, method, lavinBase!, Math.Min(epochs, LavinEpochs))
                 : BlipExperiment(task, method, blipBase!, epochs);
             config.Data = Path.Combine(options.Output, "data", task);
             var result = ExperimentRunner.Run(config, Path.Combine(options.Output, "runs", config.Name), overwrite: true);   // a rerun of the demo replaces its runs
@@ -143,6 +169,37 @@ public static class Demo
         };
     }
 
+    /// <summary>The routing rows' base for a task: the tiny ViT + RoBERTa classifier (VQA) or the tiny ViT + GPT-2 captioner.</summary>
+    public static string RoutingBase(string task) => task == "vqav2" ? "tiny-vit-roberta-vqa" : "tiny-vit-gpt2-captioning";
+
+    /// <summary>
+    /// The routing paper's recipe in miniature: rank 8 with α = r (the scripts: 128/128), the classifier or the LayerNorms
+    /// trained as the scripts do, AdamW without weight decay, linear decay; VQA tested by VQA accuracy, captions by
+    /// CIDEr-D of beam-5 generation. The lr is the tiny models' (the scripts' 3e-4 / 3e-5 are for 20 epochs at 124M).
+    /// </summary>
+    static ExperimentConfig RoutingExperiment(string task, string method, string baseModel, bool quick)
+    {
+        bool vqa = task == "vqav2";
+        string family = vqa ? "roberta" : "gpt2";
+        string routing = method == DemoOptions.RoutingLora ? "none" : method[DemoOptions.RoutingPrefix.Length..];
+        var peft = routing switch
+        {
+            "none" => new Dictionary<string, object?> { ["preset"] = $"{family}-lora", ["r"] = 8 },
+            "cross_attention" => new() { ["preset"] = $"{family}-cross-attention", ["r"] = 8 },
+            _ => new() { ["preset"] = $"{family}-routed-lora", ["r"] = 8, ["routing"] = routing },
+        };
+        return new ExperimentConfig
+        {
+            Name = $"{task}-{method}", Task = task, Model = new ExperimentConfig.ModelSection { Path = baseModel }, Peft = peft,
+            Training = new ExperimentConfig.TrainingSection
+            {
+                Lr = 2e-3, Epochs = quick ? 3 : vqa ? 8 : 6, BatchSize = 16, Patience = 3, Seed = 42, WeightDecay = 0,
+                Schedule = Training.LearningRateSchedule.LinearDecayPerEpoch, Augment = false,
+            },
+            Evaluation = new ExperimentConfig.EvaluationSection { NumBeams = 5, MaxNewTokens = 30 },
+        };
+    }
+
     /// <summary>Rank 4 LoRA presets; AdaLoRA on qformer-lora-all's targets from rank 6 down to an average of 4.</summary>
     static Dictionary<string, object?> PeftSection(string method) => method == "adalora"
         ? new() { ["preset"] = "qformer-lora-all", ["peft_type"] = "ADALORA", ["init_r"] = 6, ["target_r"] = 4, ["lora_alpha"] = 8 }
@@ -162,7 +219,7 @@ public static class Demo
     public static string Table(IReadOnlyList<DemoRow> rows)
     {
         var s = new StringBuilder();
-        s.AppendLine("| task | base | method | trainable params | % of baseline | val acc | test acc | time (s) | samples/s |");
+        s.AppendLine("| task | base | method | trainable params | % of baseline | val | test | time (s) | samples/s |");
         s.AppendLine("|---|---|---|---|---|---|---|---|---|");
         foreach (var r in rows)
             s.AppendLine(string.Create(CultureInfo.InvariantCulture,
@@ -177,6 +234,10 @@ public static class Demo
         (lavinBase is null ? "" : $"Bottleneck Adapter rows: base `{lavinBase}` (tiny LaVIN-style model: CLIP-style ViT, neck, modality token, LLaMA), ScienceQA with LaVIN's " +
             $"training recipe (the last epoch tested) and the first paper's prompt and ranking (the tiny models do not learn QCM-ALE's letter indirection in this budget); `{DemoOptions.LavinTextOnly}` " +
             "is the Bottleneck Adapter trained and tested without images (\"Image: N/A\", modality token 0).\n\n") +
-        $"Data: synthetic ScienceQA-like and IconQA-like suites in the official formats{(options.Quick ? " (quick mode)" : "")}.\n\n" +
-        Table(rows) + "\nAdaLoRA rank heatmaps: `rank_heatmap_<task>.png` / `.csv`. Learning curves and TensorBoard logs: `runs/<task>-<method>/`.\n";
+        (rows.Any(r => DemoOptions.IsRouting(r.Method)) ? "Routing rows: tiny ViT + RoBERTa-style classifier (VQA-style questions, VL-T5 Karpathy layout, soft scores) and tiny ViT + GPT-2-style captioner " +
+            "(Karpathy captions, beam 5), towers pretrained apart (configs/demo/pretrain-vit-*.yaml); `routing-lora` is plain LoRA, `routed-<function>` routed LoRA, " +
+            "`routed-cross_attention` the cross-attention-in-the-bottleneck baseline (docs/routing.md).\n\n" : "") +
+        $"Data: synthetic ScienceQA-like, IconQA-like, VQAv2-like and caption suites in the official formats{(options.Quick ? " (quick mode)" : "")}.\n\n" +
+        Table(rows) + "\nval / test: accuracy (scienceqa, iconqa), VQA accuracy (vqav2), −caption loss / CIDEr-D ×100 (captions).\n" +
+        "\nAdaLoRA rank heatmaps: `rank_heatmap_<task>.png` / `.csv`. Learning curves and TensorBoard logs: `runs/<task>-<method>/`.\n";
 }

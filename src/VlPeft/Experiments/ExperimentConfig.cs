@@ -98,6 +98,8 @@ public sealed class ExperimentConfig
         public double MinLr { get; set; }
         public string Schedule { get; set; } = LearningRateSchedule.LinearDecayPerEpoch;
         public int WarmupSteps { get; set; }
+        /// <summary>Warmup as a fraction of all optimizer steps (HF's warmup_ratio; the routing paper's RoBERTa scripts: 0.05); overrides warmup_steps.</summary>
+        public double WarmupRatio { get; set; }
         /// <summary>The warmup of <c>half_cycle_cosine</c>, in epochs (LaVIN: 2).</summary>
         public double WarmupEpochs { get; set; }
         public double WeightDecay { get; set; } = 0.05;
@@ -135,6 +137,7 @@ public sealed class ExperimentConfig
             Check(double.IsFinite(MinLr) && MinLr >= 0, "min_lr", MinLr, "a finite number >= 0");
             Check(double.IsFinite(WeightDecay) && WeightDecay >= 0, "weight_decay", WeightDecay, "a finite number >= 0");
             Check(WarmupSteps >= 0, "warmup_steps", WarmupSteps, "an integer >= 0");
+            Check(double.IsFinite(WarmupRatio) && WarmupRatio is >= 0 and < 1, "warmup_ratio", WarmupRatio, "in [0, 1)");
             Check(double.IsFinite(WarmupEpochs) && WarmupEpochs >= 0 && WarmupEpochs < Math.Max(1, Epochs), "warmup_epochs", WarmupEpochs, "a finite number >= 0 and below epochs");
             Check(OptimizerFactory.Rules.Contains(WeightDecayRule), "weight_decay_rule", WeightDecayRule, string.Join(" or ", OptimizerFactory.Rules));
             Check(AdamBeta1 is >= 0 and < 1, "adam_beta1", AdamBeta1, "in [0, 1)");
@@ -160,9 +163,13 @@ public sealed class ExperimentConfig
             _ => value.ToString()!,
         };
 
-        public TrainerOptions ToOptions(IReadOnlyDictionary<string, double>? prefixLearningRates = null) => new()
+        /// <summary>Optimizer steps of a run over <paramref name="trainCount"/> examples.</summary>
+        public int TotalSteps(int trainCount) => ((trainCount + BatchSize - 1) / BatchSize + GradientAccumulation - 1) / GradientAccumulation * Epochs;
+
+        public TrainerOptions ToOptions(int trainCount, IReadOnlyDictionary<string, double>? prefixLearningRates = null) => new()
         {
-            LearningRate = Lr, PrefixLearningRates = prefixLearningRates, MinLearningRate = MinLr, Schedule = Schedule, WarmupSteps = WarmupSteps, WeightDecay = WeightDecay,
+            LearningRate = Lr, PrefixLearningRates = prefixLearningRates, MinLearningRate = MinLr, Schedule = Schedule,
+            WarmupSteps = WarmupRatio > 0 ? (int)Math.Ceiling(WarmupRatio * TotalSteps(trainCount)) : WarmupSteps, WeightDecay = WeightDecay,
             WarmupEpochs = WarmupEpochs, WeightDecayRule = WeightDecayRule, Beta1 = AdamBeta1, Beta2 = AdamBeta2, KeepLast = TestCheckpoint == "last",
             Epochs = Epochs, BatchSize = BatchSize, GradientAccumulation = GradientAccumulation, MaxGradNorm = MaxGradNorm,
             Patience = Patience, Seed = Seed, LogEvery = 5,

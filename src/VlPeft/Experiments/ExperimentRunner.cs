@@ -135,7 +135,7 @@ public static class ExperimentRunner
 
         var peft = ApplyPlan(model, config, task.TrainCount, source);
         var report = ParameterReport.Of(model);
-        var trainer = new Trainer(model, peft, task, config.Training.ToOptions(LrGroupPrefixes(model, config.Training.LrGroups, source)), run);
+        var trainer = new Trainer(model, peft, task, config.Training.ToOptions(task.TrainCount, LrGroupPrefixes(model, config.Training.LrGroups, source)), run);
         var result = trainer.Run(resume);
         model.eval();
         double? testAccuracy;
@@ -289,9 +289,7 @@ public static class ExperimentRunner
     static PeftModel? ApplyPlan(VisionLanguageModel model, ExperimentConfig config, int trainCount, string source)
     {
         var t = config.Training;
-        int microBatches = (trainCount + t.BatchSize - 1) / t.BatchSize;
-        int totalSteps = (microBatches + t.GradientAccumulation - 1) / t.GradientAccumulation * t.Epochs;
-        var plan = PeftPlan.Resolve(config.Peft, model, totalSteps, source);
+        var plan = PeftPlan.Resolve(config.Peft, model, t.TotalSteps(trainCount), source);
         PeftConfig Describe(PeftConfig c) => c with { BaseModelNameOrPath = config.Model.Path ?? config.Model.Preset, TaskType = model.PeftTaskType };
         if (plan.Peft is { } peftConfig)
             plan = plan with { Peft = Describe(peftConfig), MoreAdapters = plan.MoreAdapters.Select(a => (a.Name, Describe(a.Config))).ToList() };

@@ -38,7 +38,8 @@ public static class PeftPlan
         if (preset == TrainingPlan.Full.Name) basePlan = TrainingPlan.Full;
         else if (preset is not null)
         {
-            int rank = overrides["r"] is JsonValue r && r.TryGetValue(out int value) ? value : 8;
+            // YAML numbers arrive as long (ToJson): read r as one, or a preset whose α follows r would see the default rank.
+            int rank = overrides["r"] is JsonValue r && r.TryGetValue(out long value) && value is > 0 and <= int.MaxValue ? (int)value : 8;
             try
             {
                 basePlan = ModelFamilies.Of(model).PeftPreset(preset, model, rank);

@@ -14,6 +14,18 @@ public class PeftPlanTests
 {
     static VisionLanguageModel Tiny() => ModelFamilies.FromPreset("tiny-instructblip", new ModelBuildOptions { Device = torch.META });
 
+    [Theory]
+    [InlineData("tiny-lavin", "llm-lora", 2.0)]                 // LaVIN: α = 2r
+    [InlineData("vit-roberta-base-vqa", "roberta-lora", 1.0)]   // routing paper: α = r
+    public void A_yaml_rank_reaches_presets_whose_alpha_follows_the_rank(string modelPreset, string peftPreset, double alphaPerRank)
+    {
+        // YAML scalars arrive as strings and become JSON longs: the preset must still see r = 16.
+        using var model = ModelFamilies.FromPreset(modelPreset, new ModelBuildOptions { Device = torch.META });
+        var plan = PeftPlan.Resolve(new Dictionary<string, object?> { ["preset"] = peftPreset, ["r"] = "16" }, model, 100, "f.yaml");
+        var lora = Assert.IsType<LoraConfig>(plan.Peft);
+        Assert.Equal((16, 16 * alphaPerRank), (lora.R, lora.LoraAlpha));
+    }
+
     [Fact]
     public void A_preset_with_overrides_and_a_change_of_method_keep_the_presets_targets()
     {
