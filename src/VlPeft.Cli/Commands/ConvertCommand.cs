@@ -8,7 +8,7 @@ static class ConvertCommand
 {
     public static Command Create(CliConsole console) => new("convert", "Convert checkpoints of the papers' original code into HF-format directories")
     {
-        MetaLlama(console), LavinAdapter(console), LavinBase(console),
+        MetaLlama(console), LavinAdapter(console), LavinBase(console), RoutingBase(console),
     };
 
     static Option<string> Out() => new("--out") { Description = "Output directory", Required = true };
@@ -56,6 +56,24 @@ static class ConvertCommand
         {
             LavinCheckpoint.AssembleBase(parse.GetValue(llama)!, parse.GetValue(clip)!, parse.GetValue(preset)!, parse.GetValue(output)!, parse.GetValue(seed));
             console.Out.WriteLine($"wrote the {parse.GetValue(preset)} base to {parse.GetValue(output)}");
+            return CliApp.Success;
+        }));
+        return command;
+    }
+
+    static Command RoutingBase(CliConsole console)
+    {
+        var vit = new Option<string>("--vit") { Description = "HF ViT directory (google/vit-base-patch16-224-in21k, vit-large-patch16-224-in21k)", Required = true };
+        var text = new Option<string>("--text") { Description = "HF RoBERTa (→ VQA classifier) or GPT-2 (→ captioner) directory", Required = true };
+        var answers = new Option<string?>("--answers") { Description = "The classifier's answer vocabulary, trainval_ans2label.json (default: 3,129 LABEL_i)" };
+        var seed = new Option<int>("--seed") { Description = "Seed of the fresh classifier", DefaultValueFactory = _ => 0 };
+        var output = Out();
+        var command = new Command("routing-base", "HF ViT + HF RoBERTa or GPT-2 → the routing paper's vit_roberta_vqa or vit_gpt2_captioning base") { vit, text, answers, seed, output };
+        command.SetAction(parse => CliApp.Guard(console, () =>
+        {
+            var labels = parse.GetValue(answers) is string file ? VlPeft.Data.Vqa.VqaKarpathyReader.ReadAnswerVocabulary(file) : null;
+            using var model = RoutingCheckpoint.AssembleBase(parse.GetValue(vit)!, parse.GetValue(text)!, parse.GetValue(output)!, labels, parse.GetValue(seed));
+            console.Out.WriteLine($"wrote a {model.ModelType} base to {parse.GetValue(output)}");
             return CliApp.Success;
         }));
         return command;
