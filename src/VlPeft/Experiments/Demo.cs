@@ -109,6 +109,10 @@ public static class Demo
                 : BlipExperiment(task, method, blipBase!, epochs);
             config.Data = Path.Combine(options.Output, "data", task);
             var result = ExperimentRunner.Run(config, Path.Combine(options.Output, "runs", config.Name), overwrite: true);   // a rerun of the demo replaces its runs
+            // Tensors left to finalizers (the runner disposes its model; wrappers that outlived a step are garbage now) go
+            // before the next run: a region-quiet process only runs ephemeral collections, and 36 runs would pile them up.
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
             rows.Add(new DemoRow(task, method, result.TrainableParameters, result.TrainablePercentOfBaseline, result.ValidationMetric,
                 result.TestAccuracy ?? double.NaN, result.Seconds, result.SamplesPerSecond));
             progress($"    trainable {result.TrainableParameters:N0} ({result.TrainablePercentOfBaseline:F1}% of baseline), val {result.ValidationMetric:F1}, test {result.TestAccuracy:F1}, {result.Seconds:F0} s");

@@ -61,6 +61,7 @@ public static class ExperimentRunner
         }
         run.SaveConfig(config);
         var (model, processor) = LoadModel(config, data, Path.Combine(run.Path, "model"));
+        using var owned = model;   // the weights, optimizer-free, go when the run ends (callers such as the demo run many in one process)
         var watch = Stopwatch.StartNew();
 
         // "% of baseline": every parameter outside the frozen towers (InstructBLIP: Q-Former + queries + projection), counted before adapters.
