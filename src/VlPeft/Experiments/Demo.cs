@@ -89,9 +89,9 @@ public static class Demo
             if (!File.Exists(Path.Combine(data, marker)) && !Directory.Exists(Path.Combine(data, marker)))
             {
                 progress($"generating synthetic {task} data");
-                // Captions: a new seed (the captioner's base was pretrained on seed 1's scenes) and 30 test images (beam search is the slow part).
+                // Captions: a new seed (the captioner's base was pretrained on seed 1's scenes) and 100 test images (beam search is the slow part).
                 var summary = SyntheticSuite.Generate(task == "captions"
-                    ? new SyntheticOptions { Task = task, Train = train, Val = options.Quick ? 40 : 60, Test = options.Quick ? 20 : 30, Seed = 3 }
+                    ? new SyntheticOptions { Task = task, Train = train, Val = options.Quick ? 40 : 100, Test = options.Quick ? 30 : 100, Seed = 3 }
                     : new SyntheticOptions { Task = task, Train = train, Val = val, Test = test, Seed = 1 }, data);
                 if (!double.IsNaN(summary.BlindAccuracy))
                     progress($"  blind check: text-only baseline {summary.BlindAccuracy:F1}% vs {(task == "vqav2" ? "the most common answer" : "chance")} {summary.ChanceAccuracy:F1}%");
@@ -197,7 +197,7 @@ public static class Demo
             Name = $"{task}-{method}", Task = task, Model = new ExperimentConfig.ModelSection { Path = baseModel }, Peft = peft,
             Training = new ExperimentConfig.TrainingSection
             {
-                Lr = 3e-3, Epochs = quick ? 3 : vqa ? 6 : 5, BatchSize = 32, Patience = 3, Seed = 42, WeightDecay = 0,
+                Lr = 3e-3, Epochs = quick ? 3 : vqa ? 10 : 6, BatchSize = 32, Patience = 3, Seed = 42, WeightDecay = 0,
                 Schedule = Training.LearningRateSchedule.LinearDecayPerEpoch, Augment = false,
             },
             Evaluation = new ExperimentConfig.EvaluationSection { NumBeams = 5, MaxNewTokens = 30 },

@@ -42,4 +42,22 @@ public class MergeCommandTests
         TensorAssert.Close(model.named_parameters().Single(p => p.name == "query_tokens").parameter,
             reloaded.named_parameters().Single(p => p.name == "query_tokens").parameter, 0);
     }
+
+    [Fact]
+    public void Merge_of_a_routed_adapter_is_refused_with_the_reason_and_writes_nothing()
+    {
+        using var dir = new TempDirectory();
+        var config = VitRobertaVqaConfig.Parse(ModelPresets.Json("tiny-vit-roberta-vqa"), "preset");
+        using var model = new VitRobertaForVqa(config);
+        PretrainedModel.Save(model, dir.File("base"));
+        File.WriteAllLines(dir.File("base/vocab.txt"), new[] { "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "red" });
+        var peft = RoutingPeftPresets.Roberta("roberta-routed-lora", 2).Apply(model)!;
+        PeftFiles.Save(peft, dir.File("adapter"));
+
+        var (code, _, error) = CliRunner.Run("merge", "--model", dir.File("base"), "--adapter", dir.File("adapter"), "--out", dir.File("merged"));
+        Assert.Equal(2, code);
+        Assert.Contains("cannot be merged", error);
+        Assert.Contains("visual feature", error);
+        Assert.False(File.Exists(dir.File("merged/model.safetensors")));
+    }
 }
