@@ -5,6 +5,15 @@ namespace VlPeft.Models;
 /// <summary>Checks of user-supplied model inputs shared by the families' <see cref="VisionLanguageModel.CheckInputs"/>.</summary>
 static class InputChecks
 {
+    /// <summary>pixel_values must be [batch, channels, size, size] for this vision tower; returns the batch size.</summary>
+    public static long Pixels(Tensor pixelValues, Configs.VisionConfig v)
+    {
+        var pixels = pixelValues.shape;
+        if (pixels.Length != 4 || pixels[1] != v.NumChannels || pixels[2] != v.ImageSize || pixels[3] != v.ImageSize)
+            throw new BadInputException($"pixel_values must be [batch, {v.NumChannels}, {v.ImageSize}, {v.ImageSize}], got [{string.Join(", ", pixels)}]");
+        return pixels[0];
+    }
+
     public static void Ids(string name, Tensor? ids, long batch, long vocab, bool allowIgnore = false)
     {
         if (ids is null) return;

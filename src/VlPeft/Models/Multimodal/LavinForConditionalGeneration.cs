@@ -168,11 +168,7 @@ public sealed class LavinForConditionalGeneration : VisionLanguageModel
 
     public override void CheckInputs(VisionLanguageInputs x)
     {
-        var v = Config.Vision;
-        var pixels = x.PixelValues.shape;
-        if (pixels.Length != 4 || pixels[1] != v.NumChannels || pixels[2] != v.ImageSize || pixels[3] != v.ImageSize)
-            throw new BadInputException($"pixel_values must be [batch, {v.NumChannels}, {v.ImageSize}, {v.ImageSize}], got [{string.Join(", ", pixels)}]");
-        long batch = pixels[0];
+        long batch = InputChecks.Pixels(x.PixelValues, Config.Vision);
         InputChecks.Ids("input_ids", x.InputIds, batch, Config.Text.VocabSize);
         InputChecks.Ids("labels", x.Labels, batch, Config.Text.VocabSize, allowIgnore: true);
         InputChecks.Mask("attention_mask", x.AttentionMask, x.InputIds);

@@ -32,7 +32,7 @@ public sealed class VitRobertaForVqa : VisionLanguageModel, ITowerPretraining
         RegisterComponents();
     }
 
-    public VitRobertaVqaConfig Config { get; private set; }
+    public VitRobertaVqaConfig Config { get; }
     public override string ModelType => VitRobertaVqaConfig.Type;
     public override string ConfigJson() => Config.ToJson();
     public override string? PeftTaskType => "SEQ_CLS";
@@ -115,11 +115,7 @@ public sealed class VitRobertaForVqa : VisionLanguageModel, ITowerPretraining
 
     public override void CheckInputs(VisionLanguageInputs x)
     {
-        var v = Config.Vision;
-        var pixels = x.PixelValues.shape;
-        if (pixels.Length != 4 || pixels[1] != v.NumChannels || pixels[2] != v.ImageSize || pixels[3] != v.ImageSize)
-            throw new BadInputException($"pixel_values must be [batch, {v.NumChannels}, {v.ImageSize}, {v.ImageSize}], got [{string.Join(", ", pixels)}]");
-        long batch = pixels[0];
+        long batch = InputChecks.Pixels(x.PixelValues, Config.Vision);
         InputChecks.Ids("input_ids", x.InputIds, batch, Config.Text.VocabSize);
         InputChecks.Mask("attention_mask", x.AttentionMask, x.InputIds);
         if (x.InputIds.shape[1] + 1 > Config.Text.MaxPositionEmbeddings - Config.Text.PadTokenId - 1)
