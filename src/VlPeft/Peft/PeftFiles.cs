@@ -14,7 +14,7 @@ namespace VlPeft.Peft;
 public static class PeftFiles
 {
     public const string ConfigFileName = "adapter_config.json";
-    public const string WeightsFileName = "adapter_model.safetensors";
+    public const string WeightsFileName = "adapter_model.safetensors", PickledWeightsFileName = "adapter_model.bin";
     public const string Prefix = "base_model.model.";
 
     /// <summary>Writes an adapter into <paramref name="directory"/> (a non-default name goes into a subfolder, as HF does).</summary>
@@ -121,11 +121,10 @@ public static class PeftFiles
     /// <summary>The model's own parameters an adapter directory carries (trained in full, modules_to_save), by model name.</summary>
     public static IReadOnlyList<string> SavedBaseParameters(nn.Module model, string directory)
     {
-        string path = Path.Combine(directory, WeightsFileName);
-        if (!File.Exists(path)) return Array.Empty<string>();
-        using var file = SafetensorsFile.Open(path);
+        if (WeightsFile(directory) is not string path) return Array.Empty<string>();
+        using var file = TensorCheckpoint.Open(path);
         var names = TargetMatcher.OrdinaryParameters(model).Select(p => p.Name).ToHashSet();
-        return file.Header.Tensors.Select(t => t.Name).Where(n => n.StartsWith(Prefix, StringComparison.Ordinal))
+        return file.Entries.Select(t => t.Name).Where(n => n.StartsWith(Prefix, StringComparison.Ordinal))
             .Select(n => n[Prefix.Length..]).Where(names.Contains).ToList();
     }
 
@@ -136,24 +135,25 @@ public static class PeftFiles
         return PeftConfig.Parse(File.ReadAllText(path), path);
     }
 
+    /// <summary>adapter_model.safetensors, else adapter_model.bin (HF PEFT's safe_serialization=False; read without running code).</summary>
+    static string? WeightsFile(string directory) =>
+        new[] { WeightsFileName, PickledWeightsFileName }.Select(n => Path.Combine(directory, n)).FirstOrDefault(File.Exists);
+
     static void LoadWeights(PeftModel peft, string directory, string adapterName)
     {
-        string path = Path.Combine(directory, WeightsFileName);
-        if (!File.Exists(path))
-            throw new BadInputException(File.Exists(Path.Combine(directory, "adapter_model.bin"))
-                ? "adapter_model.bin (pickle) is not supported; save the adapter with safe_serialization=True"
-                : $"no {WeightsFileName} in the adapter directory", directory);
+        string path = WeightsFile(directory) ?? throw new BadInputException($"no {WeightsFileName} (or {PickledWeightsFileName}) in the adapter directory", directory);
         var expected = KeyMap(peft, adapterName);
-        using var file = SafetensorsFile.Open(path);
-        var missing = expected.Keys.Where(k => !file.Header.Contains(k)).ToList();
+        using var file = TensorCheckpoint.Open(path);
+        var stored = file.Entries.Select(t => t.Name).ToList();
+        var missing = expected.Keys.Where(k => !file.Contains(k)).ToList();
         if (missing.Count > 0)
             throw new BadInputException($"adapter file lacks {missing.Count} tensor(s) the config implies, e.g. '{missing[0]}'", path);
         // Base parameters trained in full (query tokens, projection, a whole Q-Former) are saved under their
         // own names; restore any the model has, as HF PEFT does for modules_to_save.
         var baseParameters = peft.Model.named_parameters().ToDictionary(p => Prefix + p.name, p => p.parameter);
-        foreach (var name in file.Header.Tensors.Select(t => t.Name).Where(n => !expected.ContainsKey(n) && baseParameters.ContainsKey(n)))
+        foreach (var name in stored.Where(n => !expected.ContainsKey(n) && baseParameters.ContainsKey(n)))
             expected[name] = baseParameters[name];
-        var unexpected = file.Header.Tensors.Select(t => t.Name).Where(n => !expected.ContainsKey(n)).ToList();
+        var unexpected = stored.Where(n => !expected.ContainsKey(n)).ToList();
         if (unexpected.Count > 0)
             Log.Warning($"{path}: {unexpected.Count} tensor(s) not used by this model, e.g. '{unexpected[0]}'");
         using var _ = torch.no_grad();

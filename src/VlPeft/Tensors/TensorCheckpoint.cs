@@ -6,7 +6,9 @@ namespace VlPeft.Tensors;
 /// <summary>
 /// A set of named tensors on disk: one safetensors file, or a sharded checkpoint described by a
 /// Transformers <c>*.safetensors.index.json</c> (weight_map: name → shard file). Tensors are read
-/// one by one, so a loader can stream a 7B checkpoint without holding two copies.
+/// one by one, so a loader can stream a 7B checkpoint without holding two copies. PyTorch files
+/// (<c>.pth</c>, <c>.pt</c>, <c>.bin</c>, and <c>pytorch_model.bin.index.json</c> shards) are read through
+/// <see cref="PthFile"/>'s allow-list unpickler, which runs no code; each such file is held in memory once opened.
 /// </summary>
 public sealed class TensorCheckpoint : IDisposable
 {
@@ -15,6 +17,7 @@ public sealed class TensorCheckpoint : IDisposable
 
     readonly Dictionary<string, string> shardByTensor;
     readonly Dictionary<string, SafetensorsFile> openShards = new();
+    readonly Dictionary<string, Dictionary<string, Tensor>> pickledShards = new();
 
     TensorCheckpoint(string path, IReadOnlyList<string> shardPaths, Dictionary<string, string> shardByTensor,
         IReadOnlyList<TensorEntry> entries, IReadOnlyDictionary<string, JsonElement> metadata)
@@ -30,7 +33,7 @@ public sealed class TensorCheckpoint : IDisposable
     public string Path { get; }
     public IReadOnlyList<string> ShardPaths { get; }
     /// <summary>All tensors, in file order (shard by shard).</summary>
-    public IReadOnlyList<TensorEntry> Entries { get; }
+    public IReadOnlyList<TensorEntry> Entries { get; private set; }
     /// <summary>The single file's <c>__metadata__</c>, or the index's <c>metadata</c> object.</summary>
     public IReadOnlyDictionary<string, JsonElement> Metadata { get; }
 
@@ -41,7 +44,32 @@ public sealed class TensorCheckpoint : IDisposable
     {
         if (Directory.Exists(path)) return Open(FindInDirectory(path));
         if (!File.Exists(path)) throw new BadInputException("no such file or directory", path);
-        return path.EndsWith(".json", StringComparison.OrdinalIgnoreCase) ? OpenIndex(path) : OpenSingle(path);
+        return path.EndsWith(".json", StringComparison.OrdinalIgnoreCase) ? OpenIndex(path)
+            : IsPickled(path) ? OpenPickled(path) : OpenSingle(path);
+    }
+
+    /// <summary>PyTorch's own formats, told apart from safetensors by extension.</summary>
+    static bool IsPickled(string path) =>
+        new[] { ".pth", ".pt", ".bin", ".ckpt" }.Any(e => path.EndsWith(e, StringComparison.OrdinalIgnoreCase));
+
+    static TensorCheckpoint OpenPickled(string path)
+    {
+        var checkpoint = new TensorCheckpoint(path, new[] { path }, new Dictionary<string, string>(), Array.Empty<TensorEntry>(), new Dictionary<string, JsonElement>());
+        var tensors = checkpoint.Pickled(path);
+        foreach (var name in tensors.Keys) checkpoint.shardByTensor[name] = path;
+        checkpoint.Entries = tensors.Select(kv => Entry(kv.Key, kv.Value)).ToList();
+        return checkpoint;
+    }
+
+    static TensorEntry Entry(string name, Tensor t) =>
+        new(name, SafetensorsDType.FromTorch(t.dtype), t.shape, 0, t.numel() * t.element_size());
+
+    /// <summary>A PyTorch file's tensors by state-dict key, read once (LaVIN-style {"model": {...}} keeps its "model." prefix).</summary>
+    Dictionary<string, Tensor> Pickled(string file)
+    {
+        if (!pickledShards.TryGetValue(file, out var tensors))
+            pickledShards[file] = tensors = PthFile.ReadTensors(file);
+        return tensors;
     }
 
     static string FindInDirectory(string directory)
@@ -54,8 +82,14 @@ public sealed class TensorCheckpoint : IDisposable
         if (indexes.Length == 1) return indexes[0];
         var files = Directory.GetFiles(directory, "*.safetensors");
         if (files.Length == 1) return files[0];
+        if (files.Length == 0 && indexes.Length == 0)
+        {
+            // Transformers' older layout: pytorch_model.bin or its sharded index.
+            foreach (var name in new[] { "pytorch_model.bin.index.json", "pytorch_model.bin" })
+                if (File.Exists(System.IO.Path.Combine(directory, name))) return System.IO.Path.Combine(directory, name);
+        }
         throw new BadInputException(files.Length == 0 && indexes.Length == 0
-            ? "directory holds no .safetensors file or safetensors index"
+            ? "directory holds no .safetensors file, safetensors index or pytorch_model.bin"
             : "directory holds several checkpoints; name the file", directory);
     }
 
@@ -103,11 +137,14 @@ public sealed class TensorCheckpoint : IDisposable
             {
                 if (!File.Exists(shard))
                     throw new BadInputException($"shard file {System.IO.Path.GetFileName(shard)} named in the index is missing", indexPath);
-                var header = SafetensorsFile.ReadHeader(shard);
+                var held = IsPickled(shard)
+                    ? PthFile.ReadTensors(shard).Select(kv => { var e = Entry(kv.Key, kv.Value); kv.Value.Dispose(); return e; }).ToList()
+                    : SafetensorsFile.ReadHeader(shard).Tensors.ToList();
+                var names = held.Select(t => t.Name).ToHashSet();
                 foreach (var name in shardByTensor.Where(kv => kv.Value == shard).Select(kv => kv.Key))
-                    if (!header.Contains(name))
+                    if (!names.Contains(name))
                         throw new BadInputException($"index maps tensor '{name}' to this shard, but the shard does not hold it", shard);
-                entries.AddRange(header.Tensors.Where(t => shardByTensor.TryGetValue(t.Name, out var s) && s == shard));
+                entries.AddRange(held.Where(t => shardByTensor.TryGetValue(t.Name, out var s) && s == shard));
             }
 
             var metadata = new Dictionary<string, JsonElement>();
@@ -127,10 +164,11 @@ public sealed class TensorCheckpoint : IDisposable
     }
 
     public TensorEntry GetEntry(string name) =>
-        Shard(name).Header.Find(name)!;
+        IsPickled(FileOf(name)) ? Entries.First(e => e.Name == name) : Shard(name).Header.Find(name)!;
 
-    /// <summary>Reads one tensor (CPU, stored dtype).</summary>
-    public Tensor ReadTensor(string name) => Shard(name).ReadTensor(name);
+    /// <summary>Reads one tensor (CPU, stored dtype; a copy the caller owns).</summary>
+    public Tensor ReadTensor(string name) =>
+        IsPickled(FileOf(name)) ? Pickled(FileOf(name))[name].clone() : Shard(name).ReadTensor(name);
 
     /// <summary>The shard file a tensor lives in.</summary>
     public string FileOf(string name) =>
@@ -148,5 +186,7 @@ public sealed class TensorCheckpoint : IDisposable
     {
         foreach (var file in openShards.Values) file.Dispose();
         openShards.Clear();
+        foreach (var tensor in pickledShards.Values.SelectMany(t => t.Values)) tensor.Dispose();
+        pickledShards.Clear();
     }
 }
