@@ -8,7 +8,7 @@ static class ConvertCommand
 {
     public static Command Create(CliConsole console) => new("convert", "Convert checkpoints of the papers' original code into HF-format directories")
     {
-        MetaLlama(console), LavinAdapter(console), LavinBase(console), RoutingBase(console),
+        MetaLlama(console), LavinAdapter(console), LavinBase(console), RoutingBase(console), Lavis(console),
     };
 
     static Option<string> Out() => new("--out") { Description = "Output directory", Required = true };
@@ -74,6 +74,22 @@ static class ConvertCommand
             var labels = parse.GetValue(answers) is string file ? VlPeft.Data.Vqa.VqaKarpathyReader.ReadAnswerVocabulary(file) : null;
             using var model = RoutingCheckpoint.AssembleBase(parse.GetValue(vit)!, parse.GetValue(text)!, parse.GetValue(output)!, labels, parse.GetValue(seed));
             console.Out.WriteLine($"wrote a {model.ModelType} base to {parse.GetValue(output)}");
+            return CliApp.Success;
+        }));
+        return command;
+    }
+
+    static Command Lavis(CliConsole console)
+    {
+        var input = new Option<string>("--checkpoint") { Description = "LAVIS .pth (BLIP-2 / InstructBLIP, or an InstructBLIP_PEFT fine-tuned checkpoint)", Required = true };
+        var baseDirectory = new Option<string?>("--base") { Description = "HF BLIP-2/InstructBLIP directory the checkpoint is laid over (needed when it holds only trained parameters)" };
+        var preset = new Option<string?>("--preset") { Description = "Or a model preset, when the checkpoint holds every parameter" };
+        var output = Out();
+        var command = new Command("lavis", "LAVIS BLIP-2/InstructBLIP .pth → HF names (EVA q/v biases fused, Qformer.bert → qformer, t5_proj → language_projection)") { input, baseDirectory, preset, output };
+        command.SetAction(parse => CliApp.Guard(console, () =>
+        {
+            var (taken, total) = LavisCheckpoint.Convert(parse.GetValue(input)!, parse.GetValue(baseDirectory), parse.GetValue(preset), parse.GetValue(output)!);
+            console.Out.WriteLine($"wrote {parse.GetValue(output)}: {taken:N0} of the model's {total:N0} parameters from the LAVIS checkpoint");
             return CliApp.Success;
         }));
         return command;
