@@ -13,7 +13,8 @@ namespace VlPeft.Tensors;
 /// builds unknown Python classes as plain dictionaries instead of calling them, and tensors are rebuilt here from
 /// their storage bytes after checking sizes, strides and offsets against the storage. A malformed or hostile file
 /// gives one <see cref="BadInputException"/> naming it (a pickle that calls a function with arguments, such as
-/// os.system, is refused that way); the legacy (pre-1.6, non-zip) format is refused.
+/// os.system, is refused that way). The legacy format of PyTorch &lt; 1.6 (a row of pickles, then the storages' bytes)
+/// is read the same way (<see cref="LegacyTorchSave"/>).
 /// </summary>
 public static class PthFile
 {
@@ -54,6 +55,7 @@ public static class PthFile
     public static object? ReadObject(string path)
     {
         if (!File.Exists(path)) throw new BadInputException("checkpoint file not found", path);
+        if (LegacyTorchSave.Recognizes(path)) return LegacyTorchSave.Read(path);
         try
         {
             using var archive = ZipFile.OpenRead(path);
@@ -61,11 +63,15 @@ public static class PthFile
         }
         catch (InvalidDataException e)
         {
-            throw new BadInputException($"not a readable zip-format torch.save file ({e.Message}); the legacy pre-1.6 format is not read: re-save it with torch.save in PyTorch ≥ 1.6", path, e);
+            throw new BadInputException($"not a readable torch.save file: neither the zip format ({e.Message}) nor the legacy pre-1.6 format", path, e);
         }
     }
 
     const long MaxPickleBytes = 256L << 20;
+
+    /// <summary>Exceptions a hostile or damaged pickle can raise inside Razorvine: each becomes one clear error.</summary>
+    internal static bool IsPickleFailure(Exception e) => e is PickleException or InvalidCastException or IOException or IndexOutOfRangeException or ArgumentException
+        or OverflowException or NullReferenceException or KeyNotFoundException or FormatException or InvalidOperationException;
 
     static object? ReadArchive(ZipArchive archive, string path)
     {
@@ -85,8 +91,7 @@ public static class PthFile
             return unpickler.loads(bytes);
         }
         catch (BadInputException) { throw; }
-        catch (Exception e) when (e is PickleException or InvalidCastException or IOException or IndexOutOfRangeException or ArgumentException
-            or OverflowException or NullReferenceException or KeyNotFoundException or FormatException or InvalidOperationException)
+        catch (Exception e) when (IsPickleFailure(e))
         {
             throw new BadInputException($"the pickle in {pickle.FullName} is malformed or uses something a checkpoint should not ({e.Message})", path, e);
         }
@@ -133,9 +138,9 @@ public static class PthFile
     }
 
     /// <summary>A storage as a flat tensor of its element type; tensors are views into it.</summary>
-    sealed record Storage(string Key, long Numel, Tensor Flat, string File);
+    internal sealed record Storage(string Key, long Numel, Tensor Flat, string File);
 
-    static ScalarType? StorageType(string name) => name switch
+    internal static ScalarType? StorageType(string name) => name switch
     {
         "FloatStorage" => ScalarType.Float32,
         "DoubleStorage" => ScalarType.Float64,
@@ -150,7 +155,7 @@ public static class PthFile
         _ => null,
     };
 
-    static long ElementSize(ScalarType t) => t switch
+    internal static long ElementSize(ScalarType t) => t switch
     {
         ScalarType.Float64 or ScalarType.Int64 => 8,
         ScalarType.Float32 or ScalarType.Int32 => 4,

@@ -121,6 +121,17 @@ public class FuzzTests
             writer.Write(zip, new Dictionary<string, object>());
             PthFile.ReadTensors(zip);
         }, seed: 4);
+
+        // The legacy (pre-1.6) layout: pickles, key list and raw storages in one stream.
+        var legacy = new TorchSaveWriter();
+        legacy.AddStorage("0", torch.randn(12));
+        legacy.AddStorage("1", torch.arange(3));
+        legacy.WriteLegacy(dir.File("old.pth"), new Dictionary<string, object>
+        {
+            ["w"] = new TorchSaveWriter.View("0", 0, new long[] { 3, 4 }, new long[] { 4, 1 }),
+            ["i"] = new TorchSaveWriter.View("1", 0, new long[] { 3 }, new long[] { 1 }),
+        });
+        Fuzz("pth legacy", File.ReadAllBytes(dir.File("old.pth")), ".pth", path => PthFile.ReadTensors(path), seed: 6);
     }
 
     [Fact]

@@ -82,4 +82,52 @@ public class PthFileTests
         Assert.Contains("legacy", Assert.Throws<BadInputException>(() => PthFile.ReadTensors(dir.File("legacy.pth"))).Message);
         Assert.Contains("not found", Assert.Throws<BadInputException>(() => PthFile.ReadTensors(dir.File("none.pth"))).Message);
     }
+
+    [Fact]
+    public void The_legacy_pre_1_6_format_reads_back_exactly_and_refuses_code_and_truncation()
+    {
+        using var dir = new TempDirectory();
+        var matrix = torch.arange(12, dtype: ScalarType.Float32).view(3, 4);
+        TorchSaveWriter Writer()
+        {
+            var w = new TorchSaveWriter();
+            w.AddStorage("140", matrix);
+            w.AddStorage("7", torch.tensor(new long[] { 5, -6 }));
+            return w;
+        }
+        var root = new Dictionary<string, object>
+        {
+            ["state_dict"] = new Dictionary<string, object>
+            {
+                ["w"] = new TorchSaveWriter.View("140", 0, new long[] { 3, 4 }, new long[] { 4, 1 }),
+                ["w_t"] = new TorchSaveWriter.View("140", 0, new long[] { 4, 3 }, new long[] { 1, 4 }),
+                ["steps"] = new TorchSaveWriter.View("7", 0, new long[] { 2 }, new long[] { 1 }),
+            },
+            ["epoch"] = 3,
+        };
+        Writer().WriteLegacy(dir.File("old.pth"), root);
+        var tensors = PthFile.ReadTensors(dir.File("old.pth"));
+        Assert.Equal(new[] { "state_dict.steps", "state_dict.w", "state_dict.w_t" }, tensors.Keys.OrderBy(k => k, StringComparer.Ordinal));
+        TensorAssert.Close(matrix, tensors["state_dict.w"], 0);
+        TensorAssert.Close(matrix.t(), tensors["state_dict.w_t"], 0);
+        Assert.Equal(new long[] { 5, -6 }, tensors["state_dict.steps"].data<long>().ToArray());
+        Assert.Equal(DeviceType.CPU, tensors["state_dict.w"].device_type);   // the dry pass ran on meta; the result is real
+
+        // Cut inside the last storage's bytes.
+        Writer().WriteLegacy(dir.File("cut.pth"), root, bytes => bytes[..^5]);
+        var cut = Assert.Throws<BadInputException>(() => PthFile.ReadTensors(dir.File("cut.pth")));
+        Assert.Contains("cut.pth", cut.File);
+
+        string marker = dir.File("pwned");
+        var call = new MemoryStream();
+        TorchSaveWriter.Global(call, "os", "system");
+        call.WriteByte((byte)'(');
+        TorchSaveWriter.Unicode(call, $"touch {marker}");
+        call.WriteByte((byte)'t');
+        call.WriteByte((byte)'R');
+        Writer().WriteLegacy(dir.File("evil.pth"), new Dictionary<string, object> { ["x"] = new TorchSaveWriter.Raw(call.ToArray()), ["w"] = root["state_dict"] });
+        var evil = Assert.Throws<BadInputException>(() => PthFile.ReadTensors(dir.File("evil.pth")));
+        Assert.Contains("os.system", evil.Message);
+        Assert.False(File.Exists(marker));
+    }
 }

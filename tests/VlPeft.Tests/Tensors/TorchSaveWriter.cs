@@ -13,6 +13,7 @@ namespace VlPeft.Tests.Tensors;
 sealed class TorchSaveWriter
 {
     readonly Dictionary<string, (Tensor Data, string Type)> storages = new();
+    bool legacy;
     public byte[]? RawPickle { get; set; }
 
     /// <summary>A view into a storage: offset, size and stride as torch would record them.</summary>
@@ -48,6 +49,47 @@ sealed class TorchSaveWriter
         {
             Entry($"archive/data/{key}", data.bytes.ToArray());       // the storage's raw little-endian bytes
         }
+    }
+
+    /// <summary>
+    /// The legacy (PyTorch &lt; 1.6) layout: pickles of the magic number (LONG1), protocol 1001 and sys_info, the object
+    /// pickle (persistent ids with a sixth, view_metadata = None), the storage key list, then per storage an int64 element
+    /// count and its bytes. <paramref name="corrupt"/> edits the finished bytes.
+    /// </summary>
+    public void WriteLegacy(string path, object root, Func<byte[], byte[]>? corrupt = null)
+    {
+        legacy = true;
+        var file = new MemoryStream();
+        void Pickle(Action<MemoryStream> body)
+        {
+            file.Write(new byte[] { 0x80, 2 });
+            body(file);
+            file.WriteByte((byte)'.');
+        }
+        Pickle(s => { s.WriteByte(0x8a); s.WriteByte(10); s.Write(Convert.FromHexString("6cfc9c46f9206aa85019")); });
+        Pickle(s => Value(s, 1001));
+        Pickle(s =>
+        {
+            s.WriteByte((byte)'}');
+            s.WriteByte((byte)'(');
+            Unicode(s, "protocol_version"); Value(s, 1001);
+            Unicode(s, "little_endian"); s.WriteByte(0x88);                 // NEWTRUE
+            s.WriteByte((byte)'u');
+        });
+        Pickle(s => Value(s, root));
+        Pickle(s =>
+        {
+            s.WriteByte((byte)']');
+            s.WriteByte((byte)'(');
+            foreach (var key in storages.Keys) Unicode(s, key);
+            s.WriteByte((byte)'e');
+        });
+        foreach (var (data, _) in storages.Values)
+        {
+            file.Write(BitConverter.GetBytes(data.numel()));
+            file.Write(data.bytes);
+        }
+        File.WriteAllBytes(path, corrupt?.Invoke(file.ToArray()) ?? file.ToArray());
     }
 
     void Value(MemoryStream s, object value)
@@ -86,6 +128,7 @@ sealed class TorchSaveWriter
         Unicode(s, v.Storage);
         Unicode(s, "cpu");
         Value(s, (int)data.numel());
+        if (legacy) s.WriteByte((byte)'N');                      // view_metadata: None
         s.WriteByte((byte)'t');
         s.WriteByte((byte)'Q');                                   // BINPERSID
         Value(s, (int)v.Offset);
