@@ -15,7 +15,7 @@ static class EvalCommand
         var data = SharedOptions.Data();
         var adapter = SharedOptions.Adapter("Adapter directory (HF PEFT format); none evaluates the base model");
         var split = new Option<string>("--split") { DefaultValueFactory = _ => "test" };
-        var predictions = new Option<string?>("--predictions-out") { Description = "Write {\"results\": {id: index}} here" };
+        var predictions = new Option<string?>("--predictions-out") { Description = "Write the predictions here ({\"results\": {id: index}}; vqav2 / captions: the official results files)" };
         var generate = new Option<bool>("--generate") { Description = "Generate answers and parse them instead of ranking the candidates" };
         var beams = new Option<int>("--beams") { DefaultValueFactory = _ => 1 };
         var temperature = new Option<double>("--temperature") { Description = "0 = greedy/beam; above 0 samples with --top-p", DefaultValueFactory = _ => 0 };
@@ -30,6 +30,14 @@ static class EvalCommand
             experiment.Data = parse.GetValue(data) ?? experiment.Data;
             experiment.Model.Path = parse.GetValue(model) ?? experiment.Model.Path;
             experiment.Model.FromScratch = false;
+            if (experiment.Task is "vqav2" or "captions")
+            {
+                // The routing paper's models: a classifier's VQA accuracy, or CIDEr-D of the captioner's beam search (evaluation: in the file).
+                var (score, metric, count, results) = ExperimentRunner.EvaluateOpen(experiment, parse.GetValue(adapter), parse.GetValue(split)!);
+                if (parse.GetValue(predictions) is string resultsFile) AtomicFile.WriteAllText(resultsFile, JsonSerializer.Serialize(results));
+                console.Out.WriteLine($"{metric} {score.ToString("F2", CultureInfo.InvariantCulture)} on {count} {(experiment.Task == "vqav2" ? "questions" : "images")}");
+                return CliApp.Success;
+            }
             var generation = parse.GetValue(generate)
                 ? new VlPeft.Evaluation.GenerationOptions { NumBeams = parse.GetValue(beams), Temperature = parse.GetValue(temperature), TopP = parse.GetValue(topP), MaxNewTokens = 16 }
                 : null;

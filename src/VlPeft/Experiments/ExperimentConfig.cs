@@ -77,7 +77,7 @@ public sealed class ExperimentConfig
             }
         }
 
-        public Evaluation.GenerationOptions Generation => new() { MaxNewTokens = MaxNewTokens, Temperature = Temperature, TopP = TopP, NumBeams = NumBeams, Seed = Seed };
+        [YamlIgnore] public Evaluation.GenerationOptions Generation => new() { MaxNewTokens = MaxNewTokens, Temperature = Temperature, TopP = TopP, NumBeams = NumBeams, Seed = Seed };
     }
 
     public sealed class ModelSection

@@ -89,7 +89,8 @@ public static class ExperimentRunner
                 testMetric = "CIDEr-D";
                 test = () =>
                 {
-                    var scores = CaptionTest(model, processor, testCaptions, config.Evaluation.Generation, run.Path);
+                    var (scores, results) = CaptionScores(model, processor, testCaptions, config.Evaluation.Generation);
+                    File.WriteAllText(Path.Combine(run.Path, "predictions.json"), System.Text.Json.JsonSerializer.Serialize(results));
                     categories = scores;
                     return 100 * Convert.ToDouble(scores["CIDEr"], CultureInfo.InvariantCulture);
                 };
@@ -108,10 +109,8 @@ public static class ExperimentRunner
             testMetric = "VQA accuracy";
             test = () =>
             {
-                double accuracy = vqaTask.Accuracy(testQuestions, out var answers);
-                // The official results-file shape: [{question_id, answer}].
-                File.WriteAllText(Path.Combine(run.Path, "predictions.json"), System.Text.Json.JsonSerializer.Serialize(
-                    answers.Select(kv => new { question_id = long.TryParse(kv.Key, out long id) ? (object)id : kv.Key, answer = kv.Value })));
+                var (accuracy, results) = VqaScores(vqaTask, testQuestions);
+                File.WriteAllText(Path.Combine(run.Path, "predictions.json"), System.Text.Json.JsonSerializer.Serialize(results));
                 return accuracy;
             };
         }
@@ -182,15 +181,47 @@ public static class ExperimentRunner
         return (model, processor);
     }
 
-    /// <summary>Beam-searched captions of the test images (written as the COCO results file), scored by the official caption metrics.</summary>
-    static IReadOnlyDictionary<string, object> CaptionTest(VisionLanguageModel model, VisionLanguageProcessor processor, IReadOnlyList<CaptionRecord> records,
-        Evaluation.GenerationOptions options, string runPath)
+    /// <summary>Beam-searched captions of the images, scored by the official caption metrics; the COCO results file shape.</summary>
+    static (IReadOnlyDictionary<string, object> Metrics, object Results) CaptionScores(VisionLanguageModel model, VisionLanguageProcessor processor,
+        IReadOnlyList<CaptionRecord> records, Evaluation.GenerationOptions options)
     {
         var generator = new Evaluation.TextGenerator(model, processor);
         var captions = records.ToDictionary(r => r.ImageId, r => generator.Generate(r.ImagePath, "", options));
-        File.WriteAllText(Path.Combine(runPath, "predictions.json"), System.Text.Json.JsonSerializer.Serialize(
-            captions.Select(kv => new { image_id = kv.Key, caption = kv.Value })));
-        return CaptionScorer.Score(records, captions).Metrics;
+        return (CaptionScorer.Score(records, captions).Metrics, captions.Select(kv => new { image_id = kv.Key, caption = kv.Value }).ToList());
+    }
+
+    /// <summary>VQA accuracy of the classifier's argmax answers; the official results file shape [{question_id, answer}].</summary>
+    static (double Accuracy, object Results) VqaScores(VqaClassificationTask task, IReadOnlyList<OpenQuestionRecord> records)
+    {
+        double accuracy = task.Accuracy(records, out var answers);
+        return (accuracy, answers.Select(kv => new { question_id = long.TryParse(kv.Key, out long id) ? (object)id : kv.Key, answer = kv.Value }).ToList());
+    }
+
+    /// <summary>
+    /// Evaluates the routing paper's models on a split: VQA accuracy (vqav2) or CIDEr-D ×100 of beam-searched captions
+    /// (captions), with the official results file's content and the number of records.
+    /// </summary>
+    public static (double Score, string Metric, int Count, object Results) EvaluateOpen(ExperimentConfig config, string? adapterDirectory, string split = "test")
+    {
+        var data = config.Data ?? throw new BadInputException("no data directory: give --data or set 'data:' in the experiment file");
+        if (config.Task is not ("vqav2" or "captions")) throw new BadInputException($"task '{config.Task}' is scored by candidate ranking, not here");
+        var (model, processor) = LoadModel(config, data, modelFolder: null);
+        using var owned = model;
+        if (adapterDirectory != null) LoadAdapter(model, adapterDirectory);
+        model.eval();
+        using var _ = torch.no_grad();
+        if (config.Task == "vqav2")
+        {
+            var records = VlPeft.Data.Vqa.VqaKarpathyReader.Read(data, split, new ReadOptions { RequireImages = true });
+            var task = new VqaClassificationTask(model, (VlPeft.Models.Multimodal.VqaClassifierProcessor)processor, Array.Empty<OpenQuestionRecord>(), Array.Empty<OpenQuestionRecord>());
+            var (accuracy, results) = VqaScores(task, records);
+            return (accuracy, "VQA accuracy", records.Count, results);
+        }
+        if (model is not VlPeft.Models.Multimodal.VitGpt2ForCaptioning) throw new BadInputException($"eval of task captions generates with the routing paper's captioner; the model is {model.ModelType}");
+        var json = Directory.GetFiles(data, "dataset_*.json").FirstOrDefault() ?? throw new BadInputException("no Karpathy dataset_*.json in the data directory", data);
+        var captions = CaptionReader.Read(json, split);
+        var (metrics, captionResults) = CaptionScores(model, processor, captions, config.Evaluation.Generation);
+        return (100 * Convert.ToDouble(metrics["CIDEr"], CultureInfo.InvariantCulture), "CIDEr-D", captions.Count, captionResults);
     }
 
     static VlPeft.Text.Tokenizers.TextTokenizer TokenizerOf(VisionLanguageProcessor processor) => processor switch

@@ -7,6 +7,7 @@ using VlPeft.Evaluation.Metrics;
 using VlPeft.Experiments;
 using VlPeft.Models;
 using VlPeft.Peft.Routing;
+using VlPeft.Tests.Cli;
 
 namespace VlPeft.Tests.Routing;
 
@@ -128,8 +129,13 @@ public class RoutingExperimentTests
             var records = VqaKarpathyReader.Read(dir.File("vqa"), "test");
             Assert.Equal(100 * records.Average(r => VqaScorer.LeaveOneOut(predictions[r.Id], r.Answers)), result.TestAccuracy!.Value, 1);
         }
-        // The adapter is saved with the classifier for the data's answers.
+        // The adapter is saved with the classifier for the data's answers: `eval` on it gives the run's test figure again.
         Assert.True(File.Exists(dir.File("run-vqa/adapter/adapter_model.safetensors")));
+        File.WriteAllText(dir.File("vqa.yaml"), vqa.ToYaml());
+        var eval = CliRunner.Run("eval", "--config", dir.File("vqa.yaml"), "--adapter", dir.File("run-vqa/adapter"), "--predictions-out", dir.File("vqa-results.json"));
+        Assert.True(eval.ExitCode == 0, eval.Err);
+        Assert.Contains($"VQA accuracy {result.TestAccuracy!.Value.ToString("F2", System.Globalization.CultureInfo.InvariantCulture)} on 8 questions", eval.Out);
+        Assert.Equal(File.ReadAllText(dir.File("run-vqa/predictions.json")), File.ReadAllText(dir.File("vqa-results.json")));
 
         var captions = new ExperimentConfig
         {
@@ -147,6 +153,10 @@ public class RoutingExperimentTests
             Assert.Equal(5, predicted.Count);
             Assert.Equal(100 * (double)CaptionScorer.Score(records, predicted).Metrics["CIDEr"], captioned.TestAccuracy!.Value, 6);
         }
+        File.WriteAllText(dir.File("cap.yaml"), captions.ToYaml());
+        var evalCaptions = CliRunner.Run("eval", "--config", dir.File("cap.yaml"), "--adapter", dir.File("run-cap/adapter"));
+        Assert.True(evalCaptions.ExitCode == 0, evalCaptions.Err);
+        Assert.Contains($"CIDEr-D {captioned.TestAccuracy!.Value.ToString("F2", System.Globalization.CultureInfo.InvariantCulture)} on 5 images", evalCaptions.Out);
     }
 
     [Fact]
