@@ -4,4 +4,6 @@ namespace VlPeft;
 public static class Log
 {
     public static Action<string> Warning { get; set; } = message => Console.Error.WriteLine($"warning: {message}");
+    /// <summary>Progress worth a line on stderr (the memory estimate of a run).</summary>
+    public static Action<string> Info { get; set; } = message => Console.Error.WriteLine(message);
 }

@@ -100,30 +100,40 @@ public static class Demo
         // The LaVIN rows are ScienceQA's (the Bottleneck Adapter paper's benchmark); the routing rows VQA's and captions'.
         var runs = tasks.SelectMany(task => methods.Where(m => DemoOptions.TasksOf(m).Contains(task)).Select(m => (Task: task, Method: m))).ToList();
         var rows = new List<DemoRow>();
-        int index = 0;
-        foreach (var (task, method) in runs)
+        // The runs' memory-estimate lines would break into the progress display; the estimates stay in each report.md.
+        var info = Log.Info;
+        Log.Info = _ => { };
+        try
         {
-            progress($"[{++index}/{runs.Count}] {task}: {method}");
-            var config = DemoOptions.IsRouting(method) ? RoutingExperiment(task, method, routingBases[task], options.Quick)
-                : DemoOptions.IsLavin(method) ? LavinExperiment(task, method, lavinBase!, Math.Min(epochs, LavinEpochs))
-                : BlipExperiment(task, method, blipBase!, epochs);
-            config.Data = Path.Combine(options.Output, "data", task);
-            var result = ExperimentRunner.Run(config, Path.Combine(options.Output, "runs", config.Name), overwrite: true);   // a rerun of the demo replaces its runs
-            // Tensors left to finalizers (the runner disposes its model; wrappers that outlived a step are garbage now) go
-            // before the next run: a region-quiet process only runs ephemeral collections, and 36 runs would pile them up.
-            GC.Collect();
-            GC.WaitForPendingFinalizers();
-            rows.Add(new DemoRow(task, method, result.TrainableParameters, result.TrainablePercentOfBaseline, result.ValidationMetric,
-                result.TestAccuracy ?? double.NaN, result.Seconds, result.SamplesPerSecond));
-            progress($"    trainable {result.TrainableParameters:N0} ({result.TrainablePercentOfBaseline:F1}% of baseline), val {result.ValidationMetric:F1}, test {result.TestAccuracy:F1}, {result.Seconds:F0} s");
-            advanced?.Invoke(index, runs.Count);
-            LearningCurves.SavePng(Path.Combine(result.RunDirectory, "metrics.jsonl"), Path.Combine(result.RunDirectory, "learning_curves.png"), config.Name);
-            if (method == "adalora" && result.FinalRanks is { } ranks)
+            int index = 0;
+            foreach (var (task, method) in runs)
             {
-                var heatmap = RankHeatmap.FromRanks(ranks);
-                File.WriteAllText(Path.Combine(options.Output, $"rank_heatmap_{task}.csv"), heatmap.ToCsv());
-                heatmap.SavePng(Path.Combine(options.Output, $"rank_heatmap_{task}.png"), $"AdaLoRA final ranks ({task})");
+                progress($"[{++index}/{runs.Count}] {task}: {method}");
+                var config = DemoOptions.IsRouting(method) ? RoutingExperiment(task, method, routingBases[task], options.Quick)
+                    : DemoOptions.IsLavin(method) ? LavinExperiment(task, method, lavinBase!, Math.Min(epochs, LavinEpochs))
+                    : BlipExperiment(task, method, blipBase!, epochs);
+                config.Data = Path.Combine(options.Output, "data", task);
+                var result = ExperimentRunner.Run(config, Path.Combine(options.Output, "runs", config.Name), overwrite: true);   // a rerun of the demo replaces its runs
+                // Tensors left to finalizers (the runner disposes its model; wrappers that outlived a step are garbage now) go
+                // before the next run: a region-quiet process only runs ephemeral collections, and 36 runs would pile them up.
+                GC.Collect();
+                GC.WaitForPendingFinalizers();
+                rows.Add(new DemoRow(task, method, result.TrainableParameters, result.TrainablePercentOfBaseline, result.ValidationMetric,
+                    result.TestAccuracy ?? double.NaN, result.Seconds, result.SamplesPerSecond));
+                progress($"    trainable {result.TrainableParameters:N0} ({result.TrainablePercentOfBaseline:F1}% of baseline), val {result.ValidationMetric:F1}, test {result.TestAccuracy:F1}, {result.Seconds:F0} s");
+                advanced?.Invoke(index, runs.Count);
+                LearningCurves.SavePng(Path.Combine(result.RunDirectory, "metrics.jsonl"), Path.Combine(result.RunDirectory, "learning_curves.png"), config.Name);
+                if (method == "adalora" && result.FinalRanks is { } ranks)
+                {
+                    var heatmap = RankHeatmap.FromRanks(ranks);
+                    File.WriteAllText(Path.Combine(options.Output, $"rank_heatmap_{task}.csv"), heatmap.ToCsv());
+                    heatmap.SavePng(Path.Combine(options.Output, $"rank_heatmap_{task}.png"), $"AdaLoRA final ranks ({task})");
+                }
             }
+        }
+        finally
+        {
+            Log.Info = info;
         }
         File.WriteAllText(Path.Combine(options.Output, "report.md"), Report(rows, blipBase, lavinBase, options));
         return rows;

@@ -60,6 +60,7 @@ public static class ExperimentRunner
             run.Clear();
         }
         run.SaveConfig(config);
+        var memory = EstimateMemory(config, source);
         var (model, processor) = LoadModel(config, data, Path.Combine(run.Path, "model"));
         using var owned = model;   // the weights, optimizer-free, go when the run ends (callers such as the demo run many in one process)
         var watch = Stopwatch.StartNew();
@@ -147,8 +148,31 @@ public static class ExperimentRunner
         var experiment = new ExperimentResult(config.Name, PlanName(config), report.Total, report.Trainable,
             baseline == 0 ? 0 : 100.0 * report.Trainable / baseline, result.State.BestMetric ?? double.NaN, testAccuracy, categories,
             watch.Elapsed.TotalSeconds, result.SamplesPerSecond, ranks, run.Path, testMetric);
-        File.WriteAllText(run.ReportFile, Report(experiment, result.State));
+        File.WriteAllText(run.ReportFile, Report(experiment, result.State)
+            + (memory is null ? "" : $"\nMemory estimate before the run: {memory.Describe(config.Training.BatchSize)}.\n"));
         return experiment;
+    }
+
+    /// <summary>
+    /// The run's memory estimate (<see cref="MemoryEstimate"/>), from the model built on the meta device with the plan applied,
+    /// printed; a run that needs more than the machine has available is refused before any weight is read
+    /// (VLPEFT_MEMORY_CHECK=0 runs it anyway). Null when the model directory is missing (the loader says so next).
+    /// </summary>
+    public static MemoryEstimate? EstimateMemory(ExperimentConfig config, string source)
+    {
+        var m = config.Model;
+        string? directory = m.FromScratch ? null : m.Path is string p && File.Exists(Path.Combine(p, "config.json")) ? p : null;
+        if (!m.FromScratch && directory is null) return null;
+        var meta = new ModelBuildOptions { Device = torch.META };
+        using var model = directory is null ? ModelFamilies.FromPreset(m.Preset ?? "tiny-instructblip", meta) : ModelFamilies.FromConfigFile(directory, meta);
+        PeftPlan.Resolve(config.Peft, model, totalSteps: 1000, source).Apply(model);
+        var estimate = MemoryEstimate.Of(model, config.Training.BatchSize, m.Dtype == "bf16");
+        long available = MemoryEstimate.AvailableBytes();
+        Log.Info($"memory estimate: {estimate.Describe(config.Training.BatchSize)}; available {MemoryEstimate.Gb(available)}");
+        if (estimate.TotalBytes > available && Environment.GetEnvironmentVariable("VLPEFT_MEMORY_CHECK") != "0")
+            throw new BadInputException($"the run needs about {MemoryEstimate.Gb(estimate.TotalBytes)} ({estimate.Describe(config.Training.BatchSize)}) but {MemoryEstimate.Gb(available)} is available: " +
+                "lower training.batch_size, set model.dtype: bf16, or train fewer parameters (VLPEFT_MEMORY_CHECK=0 runs it anyway)", source);
+        return estimate;
     }
 
     /// <summary>

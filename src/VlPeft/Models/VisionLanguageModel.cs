@@ -33,6 +33,13 @@ public abstract class VisionLanguageModel : nn.Module<VisionLanguageInputs, Visi
     /// <summary>The names this model publishes in <see cref="Context"/> during a forward.</summary>
     public virtual IReadOnlyList<string> PublishedContext => Array.Empty<string>();
 
+    /// <summary>The transformer stacks a training step runs, at the processor's longest inputs (the memory estimate before a run).</summary>
+    public virtual IReadOnlyList<Analysis.TowerShape> TowerShapes => Array.Empty<Analysis.TowerShape>();
+
+    /// <summary>A ViT-style tower's shape: patches + [CLS].</summary>
+    public static Analysis.TowerShape VisionTower(Configs.VisionConfig v) =>
+        new("vision", (long)(v.ImageSize / v.PatchSize) * (v.ImageSize / v.PatchSize) + 1, v.HiddenSize, v.NumHiddenLayers, v.NumAttentionHeads, v.IntermediateSize);
+
     /// <summary>HF PEFT's task_type for adapters of this model (written into adapter_config.json), or null.</summary>
     public virtual string? PeftTaskType => null;
 

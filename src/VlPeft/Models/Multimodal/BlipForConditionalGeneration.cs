@@ -53,6 +53,31 @@ public class BlipForConditionalGeneration : VisionLanguageModel
         if (language_model is LlamaModel llama) Config = Config with { Text = llama.UniformBiases() };
     }
     public override string ModelType => Config.ModelType;
+
+    /// <summary>At BlipProcessor's limits (LAVIS's max_txt_len 128 and max_output_txt_len 256).</summary>
+    public override IReadOnlyList<Analysis.TowerShape> TowerShapes
+    {
+        get
+        {
+            const int Text = 128, Output = 256;
+            var (q, t) = (Config.QFormer, Config.Text);
+            long queries = Config.NumQueryTokens;
+            var shapes = new List<Analysis.TowerShape>
+            {
+                VisionTower(Config.Vision),
+                new("qformer", queries + (Config.IsInstructBlip ? Text : 0), q.HiddenSize, q.NumHiddenLayers, q.NumAttentionHeads, q.IntermediateSize),
+            };
+            if (t.ModelType == "t5")
+            {
+                shapes.Add(new("lm encoder", queries + Text, t.DModel, t.NumLayers, t.NumHeads, t.DFf));
+                shapes.Add(new("lm decoder", Output, t.DModel, t.NumDecoderLayers ?? t.NumLayers, t.NumHeads, t.DFf, t.VocabSize));
+            }
+            else
+                shapes.Add(new("lm", queries + Text + Output, t.HiddenSize, t.NumHiddenLayers, t.NumAttentionHeads,
+                    t.ModelType == "opt" ? t.FfnDim : t.IntermediateSize, t.VocabSize));
+            return shapes;
+        }
+    }
     public override string ConfigJson() => Config.ToJson();
     public override NllReduction CandidateReduction => Config.DecoderOnly ? NllReduction.MeanOverPaddedLength : NllReduction.Sum;
     public override string? PeftTaskType => Config.DecoderOnly ? "CAUSAL_LM" : "SEQ_2_SEQ_LM";

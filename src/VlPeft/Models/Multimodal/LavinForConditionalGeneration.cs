@@ -34,6 +34,13 @@ public sealed class LavinForConditionalGeneration : VisionLanguageModel
 
     public LavinConfig Config { get; private set; }
     public override string ModelType => LavinConfig.Type;
+
+    /// <summary>At LavinProcessor's default limit of 512 tokens (modality token and visual tokens included).</summary>
+    public override IReadOnlyList<Analysis.TowerShape> TowerShapes => new[]
+    {
+        VisionTower(Config.Vision),
+        new Analysis.TowerShape("lm", 512, Config.Text.HiddenSize, Config.Text.NumHiddenLayers, Config.Text.NumAttentionHeads, Config.Text.IntermediateSize, Config.Text.VocabSize),
+    };
     public override string ConfigJson() => Config.ToJson();
     public override NllReduction CandidateReduction => NllReduction.MeanOverPaddedLength;
     public override string? PeftTaskType => "CAUSAL_LM";

@@ -31,6 +31,13 @@ public sealed class VitGpt2ForCaptioning : VisionLanguageModel, ITowerPretrainin
 
     public VitGpt2CaptioningConfig Config { get; }
     public override string ModelType => VitGpt2CaptioningConfig.Type;
+
+    /// <summary>The visual prefix and the longest caption, with logits over the vocabulary.</summary>
+    public override IReadOnlyList<Analysis.TowerShape> TowerShapes => new[]
+    {
+        VisionTower(Config.Vision),
+        new Analysis.TowerShape("gpt2", Config.MaxCaptionTokens + 1, Config.Text.NEmbd, Config.Text.NLayer, Config.Text.NHead, Config.Text.Inner, Config.Text.VocabSize),
+    };
     public override string ConfigJson() => Config.ToJson();
     public override string? PeftTaskType => "CAUSAL_LM";
     public override IReadOnlyList<string> PublishedContext => new[] { ForwardContext.VisualFeatures };

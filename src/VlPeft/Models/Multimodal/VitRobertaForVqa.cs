@@ -34,6 +34,13 @@ public sealed class VitRobertaForVqa : VisionLanguageModel, ITowerPretraining
 
     public VitRobertaVqaConfig Config { get; }
     public override string ModelType => VitRobertaVqaConfig.Type;
+
+    /// <summary>The visual prefix and the longest question.</summary>
+    public override IReadOnlyList<Analysis.TowerShape> TowerShapes => new[]
+    {
+        VisionTower(Config.Vision),
+        new Analysis.TowerShape("roberta", Config.MaxQuestionTokens + 1, Config.Text.HiddenSize, Config.Text.NumHiddenLayers, Config.Text.NumAttentionHeads, Config.Text.IntermediateSize),
+    };
     public override string ConfigJson() => Config.ToJson();
     public override string? PeftTaskType => "SEQ_CLS";
     public override IReadOnlyList<string> PublishedContext => new[] { ForwardContext.VisualFeatures };

@@ -1,0 +1,58 @@
+using TorchSharp;
+using VlPeft.Analysis;
+using VlPeft.Experiments;
+using VlPeft.Models;
+using VlPeft.Models.Configs;
+using VlPeft.Models.Multimodal;
+
+namespace VlPeft.Tests.Experiments;
+
+public class MemoryEstimateTests
+{
+    [Fact]
+    public void Estimate_counts_weights_gradients_adamw_and_activations_by_formula()
+    {
+        using var model = ModelFamilies.FromPreset("tiny-vit-roberta-vqa", new ModelBuildOptions { Device = torch.META });
+        var all = model.named_parameters().Sum(p => p.parameter.NumberOfElements);
+        RoutingPeftPresets.Roberta("roberta-lora", 8).Apply(model);
+        long trainable = model.named_parameters().Where(p => p.parameter.requires_grad).Sum(p => p.parameter.NumberOfElements);
+        long total = model.named_parameters().Sum(p => p.parameter.NumberOfElements);
+        Assert.True(total > all && trainable > 0);
+
+        var fp32 = MemoryEstimate.Of(model, batchSize: 3, frozenTowersBf16: false);
+        Assert.Equal(4 * total, fp32.WeightBytes);
+        Assert.Equal(4 * trainable, fp32.GradientBytes);
+        Assert.Equal(8 * trainable, fp32.OptimizerBytes);
+        // tiny-vit-roberta-vqa: ViT 48 px / patch 8 → 37 tokens; RoBERTa 19 question tokens + the visual one; both 64 wide, 2 layers, 4 heads, FFN 128.
+        static double Layer(double s) => s * (10 * 64 + 2 * 128) + 2.5 * 4 * s * s;
+        Assert.Equal((long)(3 * 4 * 2 * (Layer(37) + Layer(20))), fp32.ActivationBytes);
+
+        // bf16 towers: their frozen weights and the activations take 2 bytes; trained tensors stay fp32.
+        var bf16 = MemoryEstimate.Of(model, batchSize: 3, frozenTowersBf16: true);
+        long frozenTower = model.named_parameters().Where(p => !p.parameter.requires_grad && model.GroupOf(p.name) is { FrozenTower: true }).Sum(p => p.parameter.NumberOfElements);
+        Assert.Equal(4 * total - 2 * frozenTower, bf16.WeightBytes);
+        Assert.Equal(fp32.ActivationBytes / 2, bf16.ActivationBytes, 1.0);
+    }
+
+    [Fact]
+    public void A_run_that_cannot_fit_is_refused_before_any_weight_is_read()
+    {
+        using var dir = new TempDirectory();
+        // A 7B checkpoint directory with only its config.json: the refusal must come before the loader looks for weights.
+        Directory.CreateDirectory(dir.File("vicuna"));
+        File.WriteAllText(dir.File("vicuna/config.json"), ModelPresets.Json("instructblip-vicuna-7b"));
+        Directory.CreateDirectory(dir.File("data"));
+        var config = new ExperimentConfig
+        {
+            Name = "huge", Task = "scienceqa", Data = dir.File("data"),
+            Model = new ExperimentConfig.ModelSection { Path = dir.File("vicuna") },
+            Peft = new() { ["preset"] = "full" },
+            Training = new ExperimentConfig.TrainingSection { BatchSize = 4096 },
+        };
+        var error = Assert.Throws<BadInputException>(() => ExperimentRunner.Run(config, dir.File("run")));
+        Assert.Contains("GB", error.Message);
+        Assert.Contains("batch_size", error.Message);
+        Assert.Contains("VLPEFT_MEMORY_CHECK=0", error.Message);
+        Assert.False(File.Exists(dir.File("run/checkpoints/last/state.json")));
+    }
+}
