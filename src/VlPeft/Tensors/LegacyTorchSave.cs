@@ -79,14 +79,7 @@ static class LegacyTorchSave
                 long numel = BitConverter.ToInt64(count);
                 if (numel != declared || numel < 0 || numel > (stream.Length - stream.Position) / PthFile.ElementSize(dtype))
                     throw new BadInputException($"storage '{key}' should hold {declared} elements, its record says {numel} with {stream.Length - stream.Position} bytes left", path);
-                var flat = torch.empty(numel, dtype: dtype).DetachFromDisposeScope();
-                long chunk = Math.Max(1, (1L << 30) / PthFile.ElementSize(dtype));
-                for (long start = 0; start < numel; start += chunk)
-                {
-                    using var slice = flat.narrow(0, start, Math.Min(chunk, numel - start));
-                    stream.ReadExactly(slice.bytes);
-                }
-                storages[key] = new PthFile.Storage(key, numel, flat, path);
+                storages[key] = new PthFile.Storage(key, numel, PthFile.ReadFlat(stream, numel, dtype), path);
             }
             if (dry.Declared.Keys.FirstOrDefault(k => !storages.ContainsKey(k)) is string absent)
                 throw new BadInputException($"storage '{absent}' is referenced but its bytes are not in the file", path);

@@ -122,19 +122,22 @@ public static class PthFile
             long bytes = numel * ElementSize(dtype);
             if (numel < 0 || entry.Length != bytes)
                 throw new BadInputException($"storage '{key}' should hold {numel} × {ElementSize(dtype)} bytes, its entry has {entry.Length}", file);
-            // Straight from the zip stream into native memory, in slices (a span is int-indexed).
-            var flat = torch.empty(numel, dtype: dtype).DetachFromDisposeScope();
-            using (var stream = entry.Open())
-            {
-                long chunk = Math.Max(1, (1L << 30) / ElementSize(dtype));
-                for (long start = 0; start < numel; start += chunk)
-                {
-                    using var slice = flat.narrow(0, start, Math.Min(chunk, numel - start));
-                    stream.ReadExactly(slice.bytes);
-                }
-            }
-            return storages[key] = new Storage(key, numel, flat, file);
+            using var stream = entry.Open();
+            return storages[key] = new Storage(key, numel, ReadFlat(stream, numel, dtype), file);
         }
+    }
+
+    /// <summary>numel elements straight from the stream into native memory, in slices (a span is int-indexed).</summary>
+    internal static Tensor ReadFlat(Stream stream, long numel, ScalarType dtype)
+    {
+        var flat = torch.empty(numel, dtype: dtype).DetachFromDisposeScope();
+        long chunk = Math.Max(1, (1L << 30) / ElementSize(dtype));
+        for (long start = 0; start < numel; start += chunk)
+        {
+            using var slice = flat.narrow(0, start, Math.Min(chunk, numel - start));
+            stream.ReadExactly(slice.bytes);
+        }
+        return flat;
     }
 
     /// <summary>A storage as a flat tensor of its element type; tensors are views into it.</summary>
