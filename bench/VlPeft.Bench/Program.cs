@@ -7,6 +7,7 @@ var benches = new Dictionary<string, Func<string[], int>>
     ["lora-linear"] = LoraLinearBench.Run,
     ["params"] = ParamsBench.Run,
     ["demo-throughput"] = DemoThroughputBench.Run,
+    ["strided-linear"] = StridedLinearBench.Run,
 };
 if (args.Length == 0 || !benches.TryGetValue(args[0], out var bench))
 {

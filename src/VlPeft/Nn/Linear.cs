@@ -88,7 +88,17 @@ public sealed class Linear : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>W0·x + b0 with the stored weight (transposed for fan_in_fan_out).</summary>
-    public Tensor Base(Tensor x) => F.linear(x, FanInFanOut ? _weight.t() : _weight, _bias);
+    public Tensor Base(Tensor x)
+    {
+        var weight = FanInFanOut ? _weight.t() : _weight;
+        if (x.dim() <= 2 || x.is_contiguous()) return F.linear(x, weight, _bias);
+        // A non-contiguous >2-D input (a slice of a sequence, such as the Q-Former's query rows): libtorch's matmul expands a
+        // weight that needs no gradient to [B, in, out] and copies it. Folding the input to 2-D copies the input instead,
+        // which is far smaller (bench strided-linear, forward + backward at [16, 32 of 48, 768]: bf16 16.3 → 7.9 ms, fp32 6.2 → 5.1 ms).
+        using var scope = torch.NewDisposeScope();
+        var y = F.linear(x.reshape(-1, x.shape[^1]), weight, _bias);
+        return y.view(x.shape[..^1].Append(y.shape[^1]).ToArray()).MoveToOuterDisposeScope();
+    }
 
     /// <summary>A ΔW given as [out, in], laid out like the stored weight.</summary>
     public Tensor OrientLikeWeight(Tensor deltaOutIn) => FanInFanOut ? deltaOutIn.t() : deltaOutIn;
