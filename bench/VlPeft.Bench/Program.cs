@@ -8,6 +8,7 @@ var benches = new Dictionary<string, Func<string[], int>>
     ["params"] = ParamsBench.Run,
     ["demo-throughput"] = DemoThroughputBench.Run,
     ["strided-linear"] = StridedLinearBench.Run,
+    ["qformer-step"] = QFormerStepBench.Run,
 };
 if (args.Length == 0 || !benches.TryGetValue(args[0], out var bench))
 {
