@@ -2,6 +2,7 @@ using TorchSharp;
 using VlPeft.Data;
 using VlPeft.Models;
 using VlPeft.Runtime;
+using VlPeft.Text;
 using VlPeft.Text.Tokenizers;
 using VlPeft.Training;
 using static TorchSharp.torch;
@@ -69,20 +70,9 @@ public sealed class TowerPretrainingTask : ITrainingTask
     }
 
     /// <summary>Text ids padded with the tokenizer's pad id (or EOS, GPT-2's padding), and their mask.</summary>
-    (Tensor Ids, Tensor Mask) TextBatch(IReadOnlyList<string> texts)
-    {
-        var encoded = texts.Select(t => tokenizer.Encode(t, addSpecialTokens: true).Take(towers.MaxTextTokens).ToList()).ToList();
-        int length = encoded.Max(e => e.Count), pad = tokenizer.PadId ?? tokenizer.EosId ?? 0;
-        var ids = new long[texts.Count * length];
-        var mask = new long[texts.Count * length];
-        for (int b = 0; b < texts.Count; b++)
-            for (int t = 0; t < length; t++)
-            {
-                ids[b * length + t] = t < encoded[b].Count ? encoded[b][t] : pad;
-                mask[b * length + t] = t < encoded[b].Count ? 1 : 0;
-            }
-        return (torch.tensor(ids).view(texts.Count, length), torch.tensor(mask).view(texts.Count, length));
-    }
+    (Tensor Ids, Tensor Mask) TextBatch(IReadOnlyList<string> texts) =>
+        PaddedIds.Of(texts.Select(t => (IReadOnlyList<int>)tokenizer.Encode(t, addSpecialTokens: true).Take(towers.MaxTextTokens).ToList()).ToList(),
+            tokenizer.PadId ?? tokenizer.EosId ?? 0);
 
     public double Validate()
     {

@@ -93,6 +93,12 @@ public sealed class ImagePipeline
     }
 
     /// <summary>Evaluation transform: resize to Size×Size (bicubic, antialias) and normalize → [3, Size, Size].</summary>
+    /// <summary>The eval transform, or a blank image for a record without one.</summary>
+    public Tensor EvalOrBlank(string? path) => path is null ? torch.zeros(3, Size, Size) : Eval(path);
+
+    /// <summary>[B, 3, size, size] of <see cref="EvalOrBlank"/>.</summary>
+    public Tensor EvalBatch(IEnumerable<string?> paths) => torch.stack(paths.Select(EvalOrBlank).ToArray());
+
     public Tensor Eval(string path)
     {
         using var scope = torch.NewDisposeScope();

@@ -53,15 +53,7 @@ public class LavisCheckpointTests
     static void Save(string path, IEnumerable<(string Name, Tensor Value)> state)
     {
         var writer = new TorchSaveWriter();
-        var model = new Dictionary<string, object>();
-        int key = 0;
-        foreach (var (name, value) in state)
-        {
-            var v = value.contiguous();
-            writer.AddStorage((key).ToString(), v);
-            var strides = v.shape.Select((_, i) => v.shape.Skip(i + 1).Aggregate(1L, (a, b) => a * b)).ToArray();
-            model[name] = new TorchSaveWriter.View((key++).ToString(), 0, v.shape, strides);
-        }
+        var model = writer.AddStateDict(state);
         writer.AddStorage("opt", torch.ones(3));
         writer.Write(path, new Dictionary<string, object>
         {

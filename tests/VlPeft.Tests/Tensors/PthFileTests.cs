@@ -41,17 +41,11 @@ public class PthFileTests
     {
         using var dir = new TempDirectory();
         string marker = dir.File("pwned");
-        var call = new MemoryStream();
-        TorchSaveWriter.Global(call, "os", "system");
-        call.WriteByte((byte)'(');
-        TorchSaveWriter.Unicode(call, $"touch {marker}");
-        call.WriteByte((byte)'t');
-        call.WriteByte((byte)'R');
         var writer = new TorchSaveWriter();
         writer.AddStorage("0", torch.ones(2));
         writer.Write(dir.File("evil.pth"), new Dictionary<string, object>
         {
-            ["payload"] = new TorchSaveWriter.Raw(call.ToArray()),
+            ["payload"] = TorchSaveWriter.SystemCall($"touch {marker}"),
             ["w"] = new TorchSaveWriter.View("0", 0, new long[] { 2 }, new long[] { 1 }),
         });
         var error = Assert.Throws<BadInputException>(() => PthFile.ReadTensors(dir.File("evil.pth")));
@@ -119,13 +113,7 @@ public class PthFileTests
         Assert.Contains("cut.pth", cut.File);
 
         string marker = dir.File("pwned");
-        var call = new MemoryStream();
-        TorchSaveWriter.Global(call, "os", "system");
-        call.WriteByte((byte)'(');
-        TorchSaveWriter.Unicode(call, $"touch {marker}");
-        call.WriteByte((byte)'t');
-        call.WriteByte((byte)'R');
-        Writer().WriteLegacy(dir.File("evil.pth"), new Dictionary<string, object> { ["x"] = new TorchSaveWriter.Raw(call.ToArray()), ["w"] = root["state_dict"] });
+        Writer().WriteLegacy(dir.File("evil.pth"), new Dictionary<string, object> { ["x"] = TorchSaveWriter.SystemCall($"touch {marker}"), ["w"] = root["state_dict"] });
         var evil = Assert.Throws<BadInputException>(() => PthFile.ReadTensors(dir.File("evil.pth")));
         Assert.Contains("os.system", evil.Message);
         Assert.False(File.Exists(marker));

@@ -19,16 +19,7 @@ public class PytorchCheckpointTests
     static void Save(string path, IEnumerable<(string Name, Tensor Value)> tensors)
     {
         var writer = new TorchSaveWriter();
-        var root = new Dictionary<string, object>();
-        int key = 0;
-        foreach (var (name, value) in tensors)
-        {
-            string storage = (key++).ToString();
-            writer.AddStorage(storage, value.detach().contiguous());
-            var strides = value.shape.Select((_, i) => value.shape.Skip(i + 1).Aggregate(1L, (a, b) => a * b)).ToArray();
-            root[name] = new TorchSaveWriter.View(storage, 0, value.shape, strides);
-        }
-        writer.Write(path, root);
+        writer.Write(path, writer.AddStateDict(tensors));
     }
 
     static VitRobertaForVqa Tiny(int seed)
@@ -110,15 +101,9 @@ public class PytorchCheckpointTests
         foreach (var (name, value) in expected) TensorAssert.Close(value, got[name], 0);
 
         // A pickle that would call os.system is refused before any tensor is used.
-        var call = new MemoryStream();
-        TorchSaveWriter.Global(call, "os", "system");
-        call.WriteByte((byte)'(');
-        TorchSaveWriter.Unicode(call, "true");
-        call.WriteByte((byte)'t');
-        call.WriteByte((byte)'R');
         var writer = new TorchSaveWriter();
         File.Delete(dir.File("pickled/adapter_model.bin"));
-        writer.Write(dir.File("pickled/adapter_model.bin"), new Dictionary<string, object> { ["x"] = new TorchSaveWriter.Raw(call.ToArray()) });
+        writer.Write(dir.File("pickled/adapter_model.bin"), new Dictionary<string, object> { ["x"] = TorchSaveWriter.SystemCall("true") });
         using var third = Tiny(43);
         var error = Assert.Throws<BadInputException>(() => PeftFiles.Load(third, dir.File("pickled")));
         Assert.Contains("os.system", error.Message);

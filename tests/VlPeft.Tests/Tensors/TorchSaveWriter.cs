@@ -24,6 +24,33 @@ sealed class TorchSaveWriter
 
     public void AddStorage(string key, Tensor contiguous) => storages[key] = (contiguous.contiguous(), StorageName(contiguous.dtype));
 
+    /// <summary>A flat state dict, one storage per tensor (keys "sd0", "sd1", …): the name → view map to put in the root.</summary>
+    public Dictionary<string, object> AddStateDict(IEnumerable<(string Name, Tensor Value)> tensors)
+    {
+        var views = new Dictionary<string, object>();
+        foreach (var (name, value) in tensors)
+        {
+            string key = $"sd{storages.Count}";
+            var v = value.detach().contiguous();
+            AddStorage(key, v);
+            var strides = v.shape.Select((_, i) => v.shape.Skip(i + 1).Aggregate(1L, (a, b) => a * b)).ToArray();
+            views[name] = new View(key, 0, v.shape, strides);
+        }
+        return views;
+    }
+
+    /// <summary>Pickle bytes that call os.system(command) when unpickled by Python.</summary>
+    public static Raw SystemCall(string command)
+    {
+        var call = new MemoryStream();
+        Global(call, "os", "system");
+        call.WriteByte((byte)'(');
+        Unicode(call, command);
+        call.WriteByte((byte)'t');
+        call.WriteByte((byte)'R');
+        return new Raw(call.ToArray());
+    }
+
     static string StorageName(ScalarType t) => t switch
     {
         ScalarType.Float32 => "FloatStorage", ScalarType.BFloat16 => "BFloat16Storage", ScalarType.Float16 => "HalfStorage",

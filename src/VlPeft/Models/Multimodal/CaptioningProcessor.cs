@@ -4,6 +4,8 @@ using VlPeft.Models.Configs;
 using VlPeft.Text.Tokenizers;
 using static TorchSharp.torch;
 
+using VlPeft.Text;
+
 namespace VlPeft.Models.Multimodal;
 
 /// <summary>
@@ -34,23 +36,11 @@ public sealed class CaptioningProcessor : VisionLanguageProcessor
         return ids;
     }
 
+    /// <summary>Captions padded with EOS (GPT-2's padding); labels are the caption tokens, −100 on padding.</summary>
     VisionLanguageInputs Batch(IReadOnlyList<string?> paths, IReadOnlyList<List<int>> captions)
     {
-        int length = Math.Max(1, captions.Max(c => c.Count));
-        var ids = new long[captions.Count * length];
-        var mask = new long[captions.Count * length];
-        var labels = new long[captions.Count * length];
-        for (int b = 0; b < captions.Count; b++)
-            for (int t = 0; t < length; t++)
-            {
-                bool token = t < captions[b].Count;
-                ids[b * length + t] = token ? captions[b][t] : Eos;
-                mask[b * length + t] = token ? 1 : 0;
-                labels[b * length + t] = token ? captions[b][t] : -100;
-            }
-        var pixels = torch.stack(paths.Select(p => p is null ? torch.zeros(3, images.Size, images.Size) : images.Eval(p)).ToArray());
-        return new VisionLanguageInputs(pixels, torch.tensor(ids).view(captions.Count, length), torch.tensor(mask).view(captions.Count, length),
-            Labels: torch.tensor(labels).view(captions.Count, length));
+        var (ids, mask) = PaddedIds.Of(captions, Eos);
+        return new VisionLanguageInputs(images.EvalBatch(paths), ids, mask, Labels: torch.where(mask.eq(1), ids, torch.full_like(ids, -100)));
     }
 
     public override VisionLanguageInputs TrainingBatch(IReadOnlyList<TextExample> examples, Random? augment = null) =>
@@ -61,7 +51,7 @@ public sealed class CaptioningProcessor : VisionLanguageProcessor
 
     public override VisionLanguageInputs PromptBatch(string? imagePath, string instruction)
     {
-        var pixels = (imagePath is null ? torch.zeros(3, images.Size, images.Size) : images.Eval(imagePath)).unsqueeze(0);
+        var pixels = images.EvalOrBlank(imagePath).unsqueeze(0);
         return new VisionLanguageInputs(pixels, torch.zeros(1, 0, dtype: ScalarType.Int64));
     }
 

@@ -52,7 +52,7 @@ public sealed class LavinProcessor : VisionLanguageProcessor
 
     (Tensor Pixels, Tensor Indicators) Pixels(IReadOnlyList<string?> paths)
     {
-        var pixels = paths.Select(p => p is null ? torch.zeros(3, images.Size, images.Size) : images.Eval(p)).ToArray();
+        var pixels = paths.Select(images.EvalOrBlank).ToArray();
         return (torch.stack(pixels), torch.tensor(paths.Select(p => p is null ? 0L : 1L).ToArray()));
     }
 

@@ -4,6 +4,8 @@ using VlPeft.Models.Configs;
 using VlPeft.Text.Tokenizers;
 using static TorchSharp.torch;
 
+using VlPeft.Text;
+
 namespace VlPeft.Models.Multimodal;
 
 /// <summary>
@@ -36,27 +38,17 @@ public sealed class VqaClassifierProcessor : VisionLanguageProcessor
     /// <summary>Images and questions, with soft scores per example (answer id → score) when training.</summary>
     public VisionLanguageInputs Batch(IReadOnlyList<string?> imagePaths, IReadOnlyList<string> questions, IReadOnlyList<IReadOnlyDictionary<int, float>>? scores = null)
     {
-        var ids = questions.Select(q => tokenizer.Encode(q, config.MaxQuestionTokens)).ToList();
-        int length = Math.Max(1, ids.Max(s => s.Count));
-        int pad = tokenizer.PadId ?? config.Text.PadTokenId;
-        var flat = new long[ids.Count * length];
-        var mask = new long[ids.Count * length];
-        for (int b = 0; b < ids.Count; b++)
-            for (int t = 0; t < length; t++)
-            {
-                flat[b * length + t] = t < ids[b].Count ? ids[b][t] : pad;
-                mask[b * length + t] = t < ids[b].Count ? 1 : 0;
-            }
-        var pixels = torch.stack(imagePaths.Select(p => p is null ? torch.zeros(3, images.Size, images.Size) : images.Eval(p)).ToArray());
+        var (ids, mask) = PaddedIds.Of(questions.Select(q => tokenizer.Encode(q, config.MaxQuestionTokens)).ToList(), tokenizer.PadId ?? config.Text.PadTokenId);
+        var pixels = images.EvalBatch(imagePaths);
         Tensor? labels = null;
         if (scores is not null)
         {
-            var target = new float[ids.Count * config.NumLabels];
+            var target = new float[questions.Count * config.NumLabels];
             for (int b = 0; b < scores.Count; b++)
                 foreach (var (label, score) in scores[b]) target[b * config.NumLabels + label] = score;
-            labels = torch.tensor(target).view(ids.Count, config.NumLabels);
+            labels = torch.tensor(target).view(questions.Count, config.NumLabels);
         }
-        return new VisionLanguageInputs(pixels, torch.tensor(flat).view(ids.Count, length), torch.tensor(mask).view(ids.Count, length), Labels: labels);
+        return new VisionLanguageInputs(pixels, ids, mask, Labels: labels);
     }
 
     public override VisionLanguageInputs TrainingBatch(IReadOnlyList<TextExample> examples, Random? augment = null) =>
