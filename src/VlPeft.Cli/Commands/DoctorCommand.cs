@@ -29,6 +29,7 @@ static class DoctorCommand
         o.WriteLine($"libtorch          {r.LibTorchVersion ?? "-"}");
         o.WriteLine($"native library    {(r.NativeLoaded ? "loaded" : "FAILED")} ({r.NativePath ?? "not found"})");
         if (r.NativeError != null) o.WriteLine($"loader error      {r.NativeError}");
+        o.WriteLine($"MPI               {r.MpiVersion ?? "not available: " + r.MpiError}{(r.MpiVersion is null ? "" : r.Mpirun is null ? " (no mpirun on PATH)" : $" (mpirun: {r.Mpirun})")}");
         if (!r.NativeLoaded) return;
         o.WriteLine($"threads           {r.Threads}");
         o.WriteLine($"cpu avx512_bf16   {(r.CpuHasBf16 ? "yes" : "no")}");

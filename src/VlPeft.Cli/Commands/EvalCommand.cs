@@ -1,3 +1,4 @@
+using VlPeft.Distributed;
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
@@ -34,7 +35,7 @@ static class EvalCommand
             {
                 // The routing paper's models: a classifier's VQA accuracy, or CIDEr-D of the captioner's beam search (evaluation: in the file).
                 var (score, metric, count, results) = ExperimentRunner.EvaluateOpen(experiment, parse.GetValue(adapter), parse.GetValue(split)!);
-                if (parse.GetValue(predictions) is string resultsFile) AtomicFile.WriteAllText(resultsFile, JsonSerializer.Serialize(results));
+                if (Cluster.Current.IsRoot && parse.GetValue(predictions) is string resultsFile) AtomicFile.WriteAllText(resultsFile, JsonSerializer.Serialize(results));
                 console.Out.WriteLine($"{metric} {score.ToString("F2", CultureInfo.InvariantCulture)} on {count} {(experiment.Task == "vqav2" ? "questions" : "images")}");
                 return CliApp.Success;
             }
@@ -42,7 +43,7 @@ static class EvalCommand
                 ? new VlPeft.Evaluation.GenerationOptions { NumBeams = parse.GetValue(beams), Temperature = parse.GetValue(temperature), TopP = parse.GetValue(topP), MaxNewTokens = 16 }
                 : null;
             var (accuracy, categories, predicted) = ExperimentRunner.Evaluate(experiment, parse.GetValue(adapter), parse.GetValue(split)!, generation);
-            if (parse.GetValue(predictions) is string file) AtomicFile.WriteAllText(file, JsonSerializer.Serialize(new { results = predicted }));
+            if (Cluster.Current.IsRoot && parse.GetValue(predictions) is string file) AtomicFile.WriteAllText(file, JsonSerializer.Serialize(new { results = predicted }));
             console.Out.WriteLine($"accuracy {accuracy.ToString("F2", CultureInfo.InvariantCulture)} on {predicted.Count} questions");
             if (categories != null)
                 TextTable.Write(console.Out, new List<string[]>

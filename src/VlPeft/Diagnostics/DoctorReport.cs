@@ -16,17 +16,22 @@ public sealed record DoctorReport(
     bool CpuHasBf16,
     int MatmulSize,
     double? Fp32Gflops,
-    double? Bf16Gflops)
+    double? Bf16Gflops,
+    [property: JsonPropertyName("mpi_version")] string? MpiVersion = null,
+    [property: JsonPropertyName("mpi_error")] string? MpiError = null,
+    [property: JsonPropertyName("mpirun")] string? Mpirun = null)
 {
     public static DoctorReport Collect(int matmulSize = 512)
     {
         string torchSharpVersion = typeof(torch).Assembly.GetName().Version?.ToString() ?? "unknown";
+        var (mpiVersion, mpiError) = VlPeft.Distributed.Cluster.MpiLibrary();
+        string? mpirun = (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':').Select(d => Path.Combine(d, "mpirun")).FirstOrDefault(File.Exists);
         var (path, error) = NativeLibraryCheck.TryLoad();
         bool cpuBf16 = CpuFlags().Contains("avx512_bf16");
         if (error != null)
-            return new DoctorReport(torchSharpVersion, null, false, path, error, 0, cpuBf16, matmulSize, null, null);
+            return new DoctorReport(torchSharpVersion, null, false, path, error, 0, cpuBf16, matmulSize, null, null, mpiVersion, mpiError, mpirun);
         return new DoctorReport(torchSharpVersion, torch.__version__, true, path, null, torch.get_num_threads(),
-            cpuBf16, matmulSize, MatmulGflops(ScalarType.Float32, matmulSize), MatmulGflops(ScalarType.BFloat16, matmulSize));
+            cpuBf16, matmulSize, MatmulGflops(ScalarType.Float32, matmulSize), MatmulGflops(ScalarType.BFloat16, matmulSize), mpiVersion, mpiError, mpirun);
     }
 
     /// <summary>Best of several square matmuls after a warm-up, in GFLOP/s (2·n³ flops each).</summary>

@@ -54,13 +54,7 @@ public sealed class ChoiceTask : ITrainingTask
     public double GenerationAccuracy(IReadOnlyList<ChoiceRecord> records, GenerationOptions options, out Dictionary<string, int> predictions)
     {
         var generator = new TextGenerator(model, processor);
-        predictions = new Dictionary<string, int>();
-        foreach (var chunk in records.Chunk(RecordsPerQuietRegion))
-        {
-            using var quiet = GcQuietRegion.Enter();
-            foreach (var r in chunk)
-                predictions[r.Id] = AnswerParser(generator.Generate(r.ImagePath, prompt(r).Instruction, options), r);
-        }
+        predictions = PerRecord(records, r => AnswerParser(generator.Generate(r.ImagePath, prompt(r).Instruction, options), r));
         var predicted = predictions;
         return records.Count == 0 ? 0 : 100.0 * records.Count(r => predicted[r.Id] == r.Answer) / records.Count;
     }
@@ -69,18 +63,26 @@ public sealed class ChoiceTask : ITrainingTask
     public double Accuracy(IReadOnlyList<ChoiceRecord> records, out Dictionary<string, int> predictions)
     {
         var ranker = new CandidateRanker(model, processor);
-        predictions = new Dictionary<string, int>();
-        foreach (var chunk in records.Chunk(RecordsPerQuietRegion))
+        predictions = PerRecord(records, r =>
         {
-            using var quiet = GcQuietRegion.Enter();
-            foreach (var r in chunk)
-            {
-                var p = prompt(r);
-                predictions[r.Id] = ranker.Rank(r.ImagePath, p.Instruction, p.Candidates).Best;
-            }
-        }
+            var p = prompt(r);
+            return ranker.Rank(r.ImagePath, p.Instruction, p.Candidates).Best;
+        });
         var predicted = predictions;
         return records.Count == 0 ? 0 : 100.0 * records.Count(r => predicted[r.Id] == r.Answer) / records.Count;
+    }
+
+    /// <summary>The predicted index per record id, chunks of records shared among the ranks of a distributed run.</summary>
+    static Dictionary<string, int> PerRecord(IReadOnlyList<ChoiceRecord> records, Func<ChoiceRecord, int> predict)
+    {
+        var indices = Distributed.Cluster.Current.MapChunks(records, RecordsPerQuietRegion, chunk =>
+        {
+            using var quiet = GcQuietRegion.Enter();
+            return chunk.Select(predict).ToList();
+        });
+        var predictions = new Dictionary<string, int>();
+        for (int i = 0; i < records.Count; i++) predictions[records[i].Id] = indices[i];
+        return predictions;
     }
 }
 
@@ -173,14 +175,14 @@ public sealed class CaptionTask : ITrainingTask
 
     public double Validate()
     {
-        double total = 0;
-        for (int start = 0; start < validation.Count; start += 16)
+        // Loss × batch size per chunk of 16, the chunks shared among the ranks of a distributed run.
+        var sums = Distributed.Cluster.Current.MapChunks(validation, 16, chunk =>
         {
             using var quiet = GcQuietRegion.Enter();
             using var scope = torch.NewDisposeScope();
-            var batch = validation.Skip(start).Take(16).Select(r => new TextExample(r.ImagePath, Instruction, r.References[0])).ToList();
-            total += model.Loss(processor.TrainingBatch(batch)).item<float>() * batch.Count;
-        }
-        return -total / validation.Count;
+            var batch = chunk.Select(r => new TextExample(r.ImagePath, Instruction, r.References[0])).ToList();
+            return new double[] { model.Loss(processor.TrainingBatch(batch)).item<float>() * batch.Count };
+        });
+        return -sums.Sum() / validation.Count;
     }
 }

@@ -51,17 +51,22 @@ public static class ExperimentRunner
         config.Validate(source);
         var data = config.Data ?? throw new BadInputException($"no data directory: give --data or set 'data:' in the {source}");
         if (!Directory.Exists(data)) throw new BadInputException("data directory not found", data);
+        var cluster = Distributed.Cluster.Current;
+        cluster.RequireSame("the experiment (resolved config)", System.Text.Json.JsonSerializer.Serialize(config) + $"|resume={resume}|overwrite={overwrite}");
         var run = new RunDirectory(runDirectory);
-        using var writer = run.Lock();
-        if (run.HoldsRun && !resume)
+        using var writer = cluster.IsRoot ? run.Lock() : null;   // rank 0 owns the run directory; the other ranks write nothing there
+        if (cluster.IsRoot && run.HoldsRun && !resume)
         {
             if (!overwrite)
                 throw new BadInputException("the run directory already holds a run (checkpoints/last): --resume continues it, --overwrite starts again", run.Path);
             run.Clear();
         }
-        run.SaveConfig(config);
+        if (cluster.IsRoot) run.SaveConfig(config);
+        cluster.Barrier();
         var memory = EstimateMemory(config, source);
-        var (model, processor) = LoadModel(config, data, Path.Combine(run.Path, "model"));
+        // A model built from scratch writes its tokenizer files: rank 0 into the run, the others into a scratch folder.
+        string modelFolder = cluster.IsRoot || !config.Model.FromScratch ? Path.Combine(run.Path, "model") : Directory.CreateTempSubdirectory($"vlpeft-rank{cluster.Rank}-").FullName;
+        var (model, processor) = LoadModel(config, data, modelFolder);
         using var owned = model;   // the weights, optimizer-free, go when the run ends (callers such as the demo run many in one process)
         var watch = Stopwatch.StartNew();
 
@@ -91,7 +96,7 @@ public static class ExperimentRunner
                 test = () =>
                 {
                     var (scores, results) = CaptionScores(model, processor, testCaptions, config.Evaluation.Generation);
-                    File.WriteAllText(Path.Combine(run.Path, "predictions.json"), System.Text.Json.JsonSerializer.Serialize(results));
+                    WritePredictions(run, System.Text.Json.JsonSerializer.Serialize(results));
                     categories = scores;
                     return 100 * Convert.ToDouble(scores["CIDEr"], CultureInfo.InvariantCulture);
                 };
@@ -111,7 +116,7 @@ public static class ExperimentRunner
             test = () =>
             {
                 var (accuracy, results) = VqaScores(vqaTask, testQuestions);
-                File.WriteAllText(Path.Combine(run.Path, "predictions.json"), System.Text.Json.JsonSerializer.Serialize(results));
+                WritePredictions(run, System.Text.Json.JsonSerializer.Serialize(results));
                 return accuracy;
             };
         }
@@ -128,7 +133,7 @@ public static class ExperimentRunner
                     ? choice.GenerationAccuracy(testRecords, config.Evaluation.Generation, out var predictions)
                     : choice.Accuracy(testRecords, out predictions);
                 // The official result-file shape, so `vlpeft score` can re-score it.
-                File.WriteAllText(Path.Combine(run.Path, "predictions.json"), System.Text.Json.JsonSerializer.Serialize(new { results = predictions }));
+                WritePredictions(run, System.Text.Json.JsonSerializer.Serialize(new { results = predictions }));
                 if (config.Task == "scienceqa") categories = ScienceQaScorer.Score(testRecords, predictions).Metrics;
                 return accuracy;
             };
@@ -142,15 +147,26 @@ public static class ExperimentRunner
         double? testAccuracy;
         using (torch.no_grad()) testAccuracy = test?.Invoke();
 
-        if (peft != null) PeftFiles.SaveAll(peft, run.AdapterDirectory);
-        else SaveFullModel(model, Path.Combine(run.Path, "model"), config.Model.FromScratch ? null : config.Model.Path);
         var ranks = peft?.Tuner().Ranks();
         var experiment = new ExperimentResult(config.Name, PlanName(config), report.Total, report.Trainable,
             baseline == 0 ? 0 : 100.0 * report.Trainable / baseline, result.State.BestMetric ?? double.NaN, testAccuracy, categories,
             watch.Elapsed.TotalSeconds, result.SamplesPerSecond, ranks, run.Path, testMetric);
-        File.WriteAllText(run.ReportFile, Report(experiment, result.State)
-            + (memory is null ? "" : $"\nMemory estimate before the run: {memory.Describe(config.Training.BatchSize)}.\n"));
+        if (cluster.IsRoot)
+        {
+            if (peft != null) PeftFiles.SaveAll(peft, run.AdapterDirectory);
+            else SaveFullModel(model, Path.Combine(run.Path, "model"), config.Model.FromScratch ? null : config.Model.Path);
+            File.WriteAllText(run.ReportFile, Report(experiment, result.State)
+                + (memory is null ? "" : $"\nMemory estimate before the run: {memory.Describe(config.Training.BatchSize)}.\n")
+                + (cluster.IsDistributed ? $"\nData parallel over {cluster.Size} MPI ranks.\n" : ""));
+        }
+        cluster.Barrier();   // the adapter is on disk when any rank returns
         return experiment;
+    }
+
+    /// <summary>The official results file of the test split (rank 0 writes it).</summary>
+    static void WritePredictions(RunDirectory run, string json)
+    {
+        if (Distributed.Cluster.Current.IsRoot) File.WriteAllText(Path.Combine(run.Path, "predictions.json"), json);
     }
 
     /// <summary>
@@ -169,8 +185,10 @@ public static class ExperimentRunner
         var estimate = MemoryEstimate.Of(model, config.Training.BatchSize, m.Dtype == "bf16");
         long available = MemoryEstimate.AvailableBytes();
         Log.Info($"memory estimate: {estimate.Describe(config.Training.BatchSize)}; available {MemoryEstimate.Gb(available)}");
-        if (estimate.TotalBytes > available && Environment.GetEnvironmentVariable("VLPEFT_MEMORY_CHECK") != "0")
-            throw new BadInputException($"the run needs about {MemoryEstimate.Gb(estimate.TotalBytes)} ({estimate.Describe(config.Training.BatchSize)}) but {MemoryEstimate.Gb(available)} is available: " +
+        int ranksHere = Distributed.Cluster.Current.RanksOnThisMachine;   // each MPI rank on this machine holds its own copy
+        if (ranksHere > 1) Log.Info($"memory estimate × {ranksHere} ranks on this machine: {MemoryEstimate.Gb(estimate.TotalBytes * ranksHere)}");
+        if (estimate.TotalBytes * ranksHere > available && Environment.GetEnvironmentVariable("VLPEFT_MEMORY_CHECK") != "0")
+            throw new BadInputException($"the run needs about {MemoryEstimate.Gb(estimate.TotalBytes * ranksHere)}{(ranksHere > 1 ? $" for {ranksHere} ranks" : "")} ({estimate.Describe(config.Training.BatchSize)}) but {MemoryEstimate.Gb(available)} is available: " +
                 "lower training.batch_size, set model.dtype: bf16, or train fewer parameters (VLPEFT_MEMORY_CHECK=0 runs it anyway)", source);
         return estimate;
     }
@@ -210,7 +228,8 @@ public static class ExperimentRunner
         IReadOnlyList<CaptionRecord> records, Evaluation.GenerationOptions options)
     {
         var generator = new Evaluation.TextGenerator(model, processor);
-        var captions = records.ToDictionary(r => r.ImageId, r => generator.Generate(r.ImagePath, "", options));
+        var generated = Distributed.Cluster.Current.MapChunks(records, 8, chunk => chunk.Select(r => generator.Generate(r.ImagePath, "", options)).ToList());
+        var captions = records.Select((r, i) => (r.ImageId, Caption: generated[i])).ToDictionary(x => x.ImageId, x => x.Caption);
         return (CaptionScorer.Score(records, captions).Metrics, captions.Select(kv => new { image_id = kv.Key, caption = kv.Value }).ToList());
     }
 

@@ -45,14 +45,16 @@ public sealed class VqaClassificationTask : ITrainingTask
     /// <summary>VQA accuracy in percent (official evaluator) of the argmax answers, and the answer per question id.</summary>
     public double Accuracy(IReadOnlyList<OpenQuestionRecord> records, out Dictionary<string, string> predictions)
     {
-        predictions = new Dictionary<string, string>();
-        foreach (var chunk in records.Chunk(EvalBatch))
+        // Chunks of EvalBatch questions, shared among the ranks of a distributed run.
+        var answers = Distributed.Cluster.Current.MapChunks(records, EvalBatch, chunk =>
         {
             using var quiet = GcQuietRegion.Enter();
             using var scope = torch.NewDisposeScope();
             var best = model.ClassScores(processor.Batch(chunk.Select(r => r.ImagePath).ToList(), chunk.Select(r => r.Question).ToList())).argmax(-1).data<long>().ToArray();
-            for (int i = 0; i < chunk.Length; i++) predictions[chunk[i].Id] = processor.Labels[(int)best[i]];
-        }
+            return best.Select(b => processor.Labels[(int)b]).ToList();
+        });
+        predictions = new Dictionary<string, string>();
+        for (int i = 0; i < records.Count; i++) predictions[records[i].Id] = answers[i];
         return records.Count == 0 ? 0 : (double)VqaScorer.Score(records, predictions).Metrics["overall"];
     }
 }

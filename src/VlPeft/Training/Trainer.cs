@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using TorchSharp;
+using VlPeft.Distributed;
 using VlPeft.Runtime;
 using VlPeft.Peft;
 using static TorchSharp.torch;
@@ -16,6 +17,10 @@ public sealed record TrainResult(TrainerState State, double SamplesPerSecond, do
 /// validation and early stopping after every epoch, and a resumable checkpoint after every epoch.
 /// Everything random is derived from the seed and the position in training (data order from the
 /// epoch, dropout from the micro-batch index), so a resumed run repeats an uninterrupted one exactly.
+/// Under MPI (<see cref="Cluster"/>) the micro-batches of each optimizer step are dealt to the ranks (micro-batch m of a
+/// step to rank m mod ranks), each with the seeds one process would use, and the gradients are summed before the step
+/// (<see cref="DataParallel"/>): the run computes what one process computes, whatever the loss normalisation or dropout.
+/// Rank 0 alone writes the run directory; the others wait for its checkpoints at a barrier.
 /// </summary>
 public sealed class Trainer
 {
@@ -43,36 +48,49 @@ public sealed class Trainer
 
     public TrainResult Run(bool resume = false)
     {
+        var cluster = Cluster.Current;
+        if (options.GradientAccumulation % cluster.Size != 0)
+            throw new BadInputException($"training.gradient_accumulation ({options.GradientAccumulation}) must be a multiple of the number of ranks ({cluster.Size}): " +
+                "each rank runs whole micro-batches of batch_size, so that the run means what one process with the same global batch (batch_size × gradient_accumulation) means; " +
+                $"e.g. gradient_accumulation: {cluster.Size * options.GradientAccumulation} with batch_size: {Math.Max(1, options.BatchSize / cluster.Size)} keeps about the same global batch");
         var trainable = Trainable();
+        var parallel = new DataParallel(cluster, trainable);
         using var optimizer = OptimizerFactory.AdamW(trainable, options.LearningRate, options.WeightDecay, options.Beta1, options.Beta2,
             learningRateFor: options.LearningRateFor, decayRule: options.WeightDecayRule);
         var ratios = OptimizerFactory.LearningRateRatios(optimizer, options.LearningRate);
         var state = new TrainerState();
-        TrainingCheckpoint.RemoveLeftovers(run.LastCheckpoint);   // a killed run's half-written checkpoints
-        TrainingCheckpoint.RemoveLeftovers(run.BestCheckpoint);
+        if (cluster.IsRoot)
+        {
+            TrainingCheckpoint.RemoveLeftovers(run.LastCheckpoint);   // a killed run's half-written checkpoints
+            TrainingCheckpoint.RemoveLeftovers(run.BestCheckpoint);
+        }
         string? checkpoint = resume ? TrainingCheckpoint.Find(run.LastCheckpoint) : null;
         if (resume && checkpoint is null)
             throw new BadInputException("--resume: the run directory holds no checkpoint to continue from (start without --resume)", run.LastCheckpoint);
         if (checkpoint != null)
         {
             state = TrainingCheckpoint.Load(checkpoint, trainable, optimizer, peft);
-            run.TruncateMetricsAfter(state.GlobalStep);
+            if (cluster.IsRoot) run.TruncateMetricsAfter(state.GlobalStep);
         }
-        else if (File.Exists(run.MetricsFile)) File.Delete(run.MetricsFile);
+        else if (cluster.IsRoot && File.Exists(run.MetricsFile)) File.Delete(run.MetricsFile);
+        parallel.BroadcastParameters();
 
         int totalSteps = StepsPerEpoch * options.Epochs;
         var watch = Stopwatch.StartNew();
         long samples = 0;
+        double allReduceLogged = 0;
         for (int epoch = state.Epoch; epoch < options.Epochs && !state.Stopped; epoch++)
         {
             model.train();
             var order = Shuffle(task.TrainCount, new Random(Seeds.Mix(options.Seed, epoch, 1)));
             int step = state.GlobalStep;
             double lossSum = 0;
-            int lossCount = 0;
+            int lossCount = 0, stepsSinceLog = 0;
             var epochWatch = Stopwatch.StartNew();
             for (int micro = 0; micro < MicroBatchesPerEpoch; micro++)
             {
+                bool stepEnd = (micro + 1) % options.GradientAccumulation == 0 || micro == MicroBatchesPerEpoch - 1;
+                bool mine = micro % options.GradientAccumulation % cluster.Size == cluster.Rank;
                 using var quiet = GcQuietRegion.Enter(); // one per micro-step: entering costs a collection (≈ 1 ms)
                 bool stepStart = micro % options.GradientAccumulation == 0;
                 if (stepStart)
@@ -80,40 +98,37 @@ public sealed class Trainer
                         step, epoch, totalSteps, options.Epochs, options.WarmupSteps, epoch + (double)micro / MicroBatchesPerEpoch, options.WarmupEpochs), ratios);
                 var batch = order.Skip(micro * options.BatchSize).Take(options.BatchSize).ToList();
                 int microIndex = epoch * MicroBatchesPerEpoch + micro;
-                torch.manual_seed(Seeds.Mix(options.Seed, microIndex, 2)); // dropout of this micro-batch
-                double value;
-                using (torch.NewDisposeScope())
+                if (mine)
                 {
-                    var loss = task.Loss(batch, epoch, new Random(Seeds.Mix(options.Seed, microIndex, 3)));
-                    if (peft != null) loss = loss + peft.ExtraLoss();
-                    value = loss.item<float>();
-                    if (!double.IsFinite(value))
-                        throw new TrainingDivergedException($"loss became {value} at epoch {epoch + 1}, optimizer step {step + 1}; " + (TrainingCheckpoint.Find(run.LastCheckpoint) is string good
-                            ? $"the last good checkpoint is {good} (--resume continues from it; lower the learning rate first)"
-                            : "no checkpoint was written yet (lower the learning rate and start again)"));
-                    (loss / options.GradientAccumulation).backward();
+                    lossSum += MicroBatch(batch, epoch, microIndex, step);
+                    lossCount++;
+                    samples += batch.Count;
                 }
-                lossSum += value;
-                lossCount++;
-                samples += batch.Count;
-                bool stepEnd = (micro + 1) % options.GradientAccumulation == 0 || micro == MicroBatchesPerEpoch - 1;
                 if (!stepEnd) continue;
+                parallel.AllReduceGradients();   // global gradients: the clipping norm and AdaLoRA's scores are the same on every rank
                 if (options.MaxGradNorm is double maxNorm) torch.nn.utils.clip_grad_norm_(trainable.Select(t => t.Parameter), maxNorm);
                 optimizer.step();
                 step++;
                 peft?.AfterOptimizerStep(step);   // after step, before zero_grad: AdaLoRA's allocator reads the gradients
                 optimizer.zero_grad();
+                stepsSinceLog++;
                 if (step % options.LogEvery == 0 || micro == MicroBatchesPerEpoch - 1)
                 {
-                    run.Log(step, new Dictionary<string, double>
+                    var totals = new[] { lossSum, lossCount };
+                    cluster.AllReduceSum(totals);   // the loss of every micro-batch since the last log, whichever rank ran it
+                    var values = new Dictionary<string, double>
                     {
                         ["epoch"] = epoch + (micro + 1.0) / MicroBatchesPerEpoch,
-                        ["loss"] = lossSum / lossCount,
+                        ["loss"] = totals[0] / totals[1],
                         ["lr"] = optimizer.ParamGroups.First().LearningRate / ratios[0],
-                        ["samples_per_second"] = lossCount * options.BatchSize / Math.Max(1e-9, epochWatch.Elapsed.TotalSeconds),
-                    }, "train");
+                        ["samples_per_second"] = totals[1] * options.BatchSize / Math.Max(1e-9, epochWatch.Elapsed.TotalSeconds),
+                    };
+                    if (cluster.IsDistributed) values["allreduce_ms"] = 1e3 * (parallel.AllReduceSeconds - allReduceLogged) / stepsSinceLog;
+                    if (cluster.IsRoot) run.Log(step, values, "train");
+                    allReduceLogged = parallel.AllReduceSeconds;
                     lossSum = 0;
                     lossCount = 0;
+                    stepsSinceLog = 0;
                     epochWatch.Restart();
                 }
                 if (options.InterruptAfterSteps is int stop && step >= stop) throw new TrainingInterruptedException(step);
@@ -131,9 +146,13 @@ public sealed class Trainer
                 ValidationHistory = state.ValidationHistory.Append(metric).ToList(),
             };
             if (options.Patience is int patience && state.EpochsWithoutImprovement >= patience) state = state with { Stopped = true };
-            run.Log(step, new Dictionary<string, double> { ["epoch"] = epoch + 1, ["val_metric"] = metric }, "val");
-            if (improved) TrainingCheckpoint.Save(run.BestCheckpoint, trainable, optimizer, state, peft);
-            TrainingCheckpoint.Save(run.LastCheckpoint, trainable, optimizer, state, peft);
+            if (cluster.IsRoot)
+            {
+                run.Log(step, new Dictionary<string, double> { ["epoch"] = epoch + 1, ["val_metric"] = metric }, "val");
+                if (improved) TrainingCheckpoint.Save(run.BestCheckpoint, trainable, optimizer, state, peft);
+                TrainingCheckpoint.Save(run.LastCheckpoint, trainable, optimizer, state, peft);
+            }
+            cluster.Barrier();   // the checkpoints are on disk before any rank reads them (the best one, below)
         }
         // Test on the best checkpoint, as the Q-Former PEFT paper does (LaVIN tests the last one).
         if (!options.KeepLast && TrainingCheckpoint.Find(run.BestCheckpoint) is string best)
@@ -141,7 +160,25 @@ public sealed class Trainer
             using var scratch = OptimizerFactory.AdamW(trainable, options.LearningRate, options.WeightDecay, learningRateFor: options.LearningRateFor, decayRule: options.WeightDecayRule);
             TrainingCheckpoint.Load(best, trainable, scratch);
         }
-        return new TrainResult(state, samples / Math.Max(1e-9, watch.Elapsed.TotalSeconds), watch.Elapsed.TotalSeconds);
+        var allSamples = new double[] { samples };
+        cluster.AllReduceSum(allSamples);
+        return new TrainResult(state, allSamples[0] / Math.Max(1e-9, watch.Elapsed.TotalSeconds), watch.Elapsed.TotalSeconds);
+    }
+
+    /// <summary>Forward and backward of one micro-batch (loss ÷ micro-batches per step); its loss.</summary>
+    double MicroBatch(List<int> batch, int epoch, int microIndex, int step)
+    {
+        torch.manual_seed(Seeds.Mix(options.Seed, microIndex, 2)); // dropout of this micro-batch
+        using var scope = torch.NewDisposeScope();
+        var loss = task.Loss(batch, epoch, new Random(Seeds.Mix(options.Seed, microIndex, 3)));
+        if (peft != null) loss = loss + peft.ExtraLoss();
+        double value = loss.item<float>();
+        if (!double.IsFinite(value))
+            throw new TrainingDivergedException($"loss became {value} at epoch {epoch + 1}, optimizer step {step + 1}; " + (TrainingCheckpoint.Find(run.LastCheckpoint) is string good
+                ? $"the last good checkpoint is {good} (--resume continues from it; lower the learning rate first)"
+                : "no checkpoint was written yet (lower the learning rate and start again)"));
+        (loss / options.GradientAccumulation).backward();
+        return value;
     }
 
     double Validate()
