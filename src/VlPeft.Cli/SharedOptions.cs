@@ -11,6 +11,11 @@ static class SharedOptions
     /// <summary>--model where an experiment file may already name the model.</summary>
     public static Option<string?> ModelOverride() => new("--model") { Description = "HF checkpoint directory (overrides the experiment file's model: path:)" };
 
+    public static Option<string?> Quantize() => new("--quantize")
+    {
+        Description = "Quantized storage of the frozen towers' linear weights: nf4, int8 or none (overrides model.quantize)",
+    };
+
     public static Option<string?> Data() => new("--data") { Description = "Data directory (overrides the experiment file's data:)" };
 
     public static Option<string> ExperimentFile(string description = "Experiment file (configs/*.yaml)") =>

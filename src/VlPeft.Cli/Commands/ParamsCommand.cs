@@ -48,6 +48,13 @@ static class ParamsCommand
         groups.AddRange(s.Groups.Select(g => new[] { g.Name, N(g.Total), N(g.Trainable) }));
         TextTable.Write(o, groups);
         o.WriteLine();
+        string Mb(long b) => (b / 1e6).ToString("F1", CultureInfo.InvariantCulture) + " MB";
+        var bytes = new List<string[]> { new[] { "weights", "fp32", "bf16 towers", "int8 towers", "nf4 towers" } };
+        bytes.AddRange(s.Bytes.Select(b => new[] { b.Name, Mb(b.Fp32), Mb(b.Bf16), Mb(b.Int8), Mb(b.Nf4) }));
+        bytes.Add(new[] { "all", Mb(s.Bytes.Sum(b => b.Fp32)), Mb(s.Bytes.Sum(b => b.Bf16)), Mb(s.Bytes.Sum(b => b.Int8)), Mb(s.Bytes.Sum(b => b.Nf4)) });
+        TextTable.Write(o, bytes);
+        o.WriteLine("(towers: the frozen vision and language parts; int8/nf4: their linear weights with scales, other tower tensors bf16; the rest fp32)");
+        o.WriteLine();
         o.WriteLine($"plan {plan}: trainable {s.TrainablePercent.ToString("F4", CultureInfo.InvariantCulture)}% of the model, "
             + $"{s.TrainablePercentOfBaseline.ToString("F2", CultureInfo.InvariantCulture)}% of the bridge baseline (everything outside the frozen towers: {N(s.BaselineTrainable)} parameters)");
     }

@@ -19,7 +19,8 @@ public sealed record ModelParameterSummary(
     long Trainable,
     double TrainablePercent,
     long BaselineTrainable,
-    double TrainablePercentOfBaseline)
+    double TrainablePercentOfBaseline,
+    IReadOnlyList<WeightBytes> Bytes)
 {
     /// <summary>Builds a preset (or a config.json path) on the meta device and applies a plan named by a PEFT preset or adapter config.</summary>
     /// <param name="peft">A plan (<see cref="ResolvePlan"/>); null: the family's first preset (its paper's baseline), or full.</param>
@@ -53,12 +54,13 @@ public sealed record ModelParameterSummary(
             .Concat(TargetMatcher.OrdinaryParameters(model).Select(p => p.Name.Split('.')[0])).Distinct().ToList();
         plan.Apply(model);
         var report = ParameterReport.Of(model);
+        var bytes = WeightBytes.Of(model).OrderBy(b => order.IndexOf(b.Name) is var i && i >= 0 ? i : int.MaxValue).ToList();
         var byName = report.Components.ToDictionary(c => c.Name);
         var components = order.Where(byName.ContainsKey).Select(n => byName[n]).ToList();
         var groupOrder = model.ParameterGroups.Select(g => g.Name).ToList();
         var groups = report.Groups.OrderBy(g => groupOrder.IndexOf(g.Name) is var i && i >= 0 ? i : int.MaxValue).ToList();
         return new ModelParameterSummary(components, groups, report.Total, report.Trainable, report.TrainablePercent,
-            baseline, baseline == 0 ? 0 : 100.0 * report.Trainable / baseline);
+            baseline, baseline == 0 ? 0 : 100.0 * report.Trainable / baseline, bytes);
     }
 
     /// <summary>Parameters outside the frozen towers, counted before any adapter is attached.</summary>

@@ -90,6 +90,8 @@ public sealed class ExperimentConfig
         public bool FromScratch { get; set; }
         /// <summary>f32 or bf16 for the frozen base.</summary>
         public string Dtype { get; set; } = "f32";
+        /// <summary>Quantized frozen linear weights: nf4, int8 or none, or per part ({vision: …, language_model: …}); see <see cref="QuantizationPlan"/>.</summary>
+        public object? Quantize { get; set; }
     }
 
     public sealed class TrainingSection

@@ -67,6 +67,7 @@ public static class ExperimentRunner
         // A model built from scratch writes its tokenizer files: rank 0 into the run, the others into a scratch folder.
         string modelFolder = cluster.IsRoot || !config.Model.FromScratch ? Path.Combine(run.Path, "model") : Directory.CreateTempSubdirectory($"vlpeft-rank{cluster.Rank}-").FullName;
         var (model, processor) = LoadModel(config, data, modelFolder);
+        var quantized = QuantizationPlan.Parse(config.Model.Quantize, model, source);
         using var owned = model;   // the weights, optimizer-free, go when the run ends (callers such as the demo run many in one process)
         var watch = Stopwatch.StartNew();
 
@@ -157,7 +158,8 @@ public static class ExperimentRunner
             else SaveFullModel(model, Path.Combine(run.Path, "model"), config.Model.FromScratch ? null : config.Model.Path);
             File.WriteAllText(run.ReportFile, Report(experiment, result.State)
                 + (memory is null ? "" : $"\nMemory estimate before the run: {memory.Describe(config.Training.BatchSize)}.\n")
-                + (cluster.IsDistributed ? $"\nData parallel over {cluster.Size} MPI ranks.\n" : ""));
+                + (cluster.IsDistributed ? $"\nData parallel over {cluster.Size} MPI ranks.\n" : "")
+                + (quantized.Count > 0 ? $"\nQuantized frozen linear weights: {string.Join(", ", quantized.Select(q => $"{q.Key} {q.Value}"))}.\n" : ""));
         }
         cluster.Barrier();   // the adapter is on disk when any rank returns
         return experiment;
@@ -216,9 +218,10 @@ public static class ExperimentRunner
     }
 
     /// <summary>Loads a checkpoint directory and its tokenizers for one-off use (predict, eval).</summary>
-    public static (VisionLanguageModel Model, VisionLanguageProcessor Processor) LoadForInference(string modelDirectory, string? adapterDirectory)
+    public static (VisionLanguageModel Model, VisionLanguageProcessor Processor) LoadForInference(string modelDirectory, string? adapterDirectory, string? quantize = null)
     {
         var (model, processor) = PretrainedModel.LoadWithProcessor(modelDirectory);
+        QuantizationPlan.Apply(model, QuantizationPlan.Parse(quantize, model, "--quantize"));
         if (adapterDirectory != null) LoadAdapter(model, adapterDirectory);
         return (model, processor);
     }
@@ -344,6 +347,7 @@ public static class ExperimentRunner
         if (m.Dtype == "bf16")
             foreach (var tower in model.ParameterGroups.Where(g => g.FrozenTower).SelectMany(g => g.Prefixes))
                 model.named_modules().FirstOrDefault(x => x.name == tower).module?.to(ScalarType.BFloat16); // adapters attached later stay fp32
+        QuantizationPlan.Apply(model, QuantizationPlan.Parse(m.Quantize, model, "model.quantize"));
         return (model, processor);
     }
 
@@ -370,6 +374,7 @@ public static class ExperimentRunner
             plan = plan with { Peft = Describe(peftConfig), MoreAdapters = plan.MoreAdapters.Select(a => (a.Name, Describe(a.Config))).ToList() };
         torch.manual_seed(t.Seed);
         var peft = plan.Apply(model);
+        QuantizationPlan.RefuseTrainingQuantized(model, source);
         KeepInFp32(model, model.named_parameters().Where(p => p.parameter.requires_grad).Select(p => p.name));
         return peft;
     }

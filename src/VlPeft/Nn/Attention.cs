@@ -21,9 +21,23 @@ public static class Attention
     /// </summary>
     public static Tensor Scaled(Tensor q, Tensor k, Tensor v, Tensor? additiveMask, double scale, double dropout, bool training, bool causal = false)
     {
+        if ((q.dtype == ScalarType.BFloat16 || q.dtype == ScalarType.Float16) && Environment.GetEnvironmentVariable("VLPEFT_SDPA") != "1") return Explicit(q, k, v, additiveMask, scale, dropout, training, causal);
         double defaultScale = 1.0 / Math.Sqrt(q.shape[^1]);
         if (Math.Abs(scale - defaultScale) > 1e-12) q = q * (scale / defaultScale);
         return F.scaled_dot_product_attention(q, k, v, additiveMask, training ? dropout : 0, causal);
+    }
+
+    /// <summary>The same as explicit products (HF's eager attention), the softmax in fp32 for half-precision scores.</summary>
+    static Tensor Explicit(Tensor q, Tensor k, Tensor v, Tensor? additiveMask, double scale, double dropout, bool training, bool causal)
+    {
+        using var scope = torch.NewDisposeScope();
+        var scores = torch.matmul(q, k.transpose(-1, -2)).mul_(scale);
+        if (additiveMask is not null) scores = scores.add_(additiveMask);
+        // SDPA's is_causal: query i sees keys j ≤ i (top-left aligned).
+        if (causal) scores = scores.masked_fill_(torch.ones(q.shape[^2], k.shape[^2], ScalarType.Bool, q.device).triu_(1), double.NegativeInfinity);
+        var probs = F.softmax(scores, -1, ScalarType.Float32).to(q.dtype);
+        if (training && dropout > 0) probs = F.dropout(probs, dropout, training: true);
+        return torch.matmul(probs, v).MoveToOuterDisposeScope();
     }
 
     /// <summary>[B, T] mask of 1 (attend) / 0 (ignore) → additive [B, 1, 1, T] with the dtype's minimum, as HF.</summary>

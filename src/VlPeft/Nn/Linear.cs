@@ -1,4 +1,5 @@
 using TorchSharp;
+using VlPeft.Nn.Quantization;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
@@ -90,6 +91,7 @@ public sealed class Linear : nn.Module<Tensor, Tensor>
     /// <summary>W0·x + b0 with the stored weight (transposed for fan_in_fan_out).</summary>
     public Tensor Base(Tensor x)
     {
+        if (Quantized is not null) return QuantizedLinearFunction.apply(x, Quantized, _bias!);
         var weight = FanInFanOut ? _weight.t() : _weight;
         if (x.dim() <= 2 || x.is_contiguous()) return F.linear(x, weight, _bias);
         // A non-contiguous >2-D input (a slice of a sequence, such as the Q-Former's query rows): libtorch's matmul expands a
@@ -103,8 +105,62 @@ public sealed class Linear : nn.Module<Tensor, Tensor>
     /// <summary>A ΔW given as [out, in], laid out like the stored weight.</summary>
     public Tensor OrientLikeWeight(Tensor deltaOutIn) => FanInFanOut ? deltaOutIn.t() : deltaOutIn;
 
-    /// <summary>The stored weight as [out, in], whatever the storage layout.</summary>
-    public Tensor WeightOutIn() => FanInFanOut ? _weight.t() : _weight;
+    /// <summary>The stored weight as [out, in], whatever the storage layout (a quantized weight dequantized, not kept).</summary>
+    public Tensor WeightOutIn() => Quantized?.Dequantize(_weight.dtype) ?? (FanInFanOut ? _weight.t() : _weight);
+
+    /// <summary>The frozen weight in quantized form (<see cref="Quantize"/>), or null when it is held in full precision.</summary>
+    public QuantizedWeight? Quantized { get; private set; }
+
+    /// <summary>
+    /// Stores the frozen weight quantized (nf4 or int8): forward dequantizes it into the input's dtype per matmul. The
+    /// weight parameter becomes a zero-stride placeholder of the same shape and dtype, so counts and dtype queries hold.
+    /// </summary>
+    public void Quantize(string format, bool doubleQuant = true)
+    {
+        if (format == QuantizedWeight.None) return;
+        using var scope = torch.NewDisposeScope();
+        UseQuantized(QuantizedWeight.Create(format, WeightOutIn(), doubleQuant));
+    }
+
+    /// <summary>Takes a quantized weight made elsewhere (a bitsandbytes checkpoint), checking its shape.</summary>
+    public void UseQuantized(QuantizedWeight quantized)
+    {
+        if (_weight.requires_grad) throw new BadInputException("a trainable weight cannot be quantized: quantize frozen parts only");
+        if (Merged) throw new InvalidOperationException("unmerge the adapters before quantizing the weight");
+        if (quantized.OutFeatures != OutFeatures || quantized.InFeatures != InFeatures)
+            throw new BadInputException($"quantized weight is [{quantized.OutFeatures}, {quantized.InFeatures}]; the layer's is [{OutFeatures}, {InFeatures}]");
+        Quantized?.Dispose();
+        Quantized = quantized;
+        weight = Placeholder(_weight.dtype);
+    }
+
+    /// <summary>A zero-stride stand-in of the weight's shape in a dtype: one element of storage.</summary>
+    TorchSharp.Modules.Parameter Placeholder(ScalarType dtype)
+    {
+        long[] shape = FanInFanOut ? new[] { InFeatures, OutFeatures } : new[] { OutFeatures, InFeatures };
+        return new TorchSharp.Modules.Parameter(torch.zeros(1, dtype: dtype, device: _weight.device).expand(shape).DetachFromDisposeScope(), requires_grad: false);
+    }
+
+    /// <summary>A dtype move keeps a quantized weight's codes: only the placeholder (the compute dtype) changes, without allocating.</summary>
+    protected override nn.Module _to(ScalarType dtype, bool nonBlocking)
+    {
+        if (Quantized is null) return base._to(dtype, nonBlocking);
+        weight = new TorchSharp.Modules.Parameter(torch.zeros(1, dtype: _weight.dtype, device: _weight.device), requires_grad: false);
+        var result = base._to(dtype, nonBlocking);
+        weight = Placeholder(dtype);
+        return result;
+    }
+
+    /// <summary>Back to a full-precision weight holding the dequantized values (what a merge adds to).</summary>
+    public void Dequantize()
+    {
+        if (Quantized is null) return;
+        using var scope = torch.NewDisposeScope();
+        var dense = OrientLikeWeight(Quantized.Dequantize(_weight.dtype)).contiguous().DetachFromDisposeScope();
+        Quantized.Dispose();
+        Quantized = null;
+        weight = new TorchSharp.Modules.Parameter(dense, requires_grad: false);
+    }
 
     /// <summary>The container for one kind of adapter state, created on first use.</summary>
     public AdapterContainer Container(string kind)
@@ -150,7 +206,9 @@ public sealed class Linear : nn.Module<Tensor, Tensor>
     public void Merge(IEnumerable<string>? names = null, bool safe = false)
     {
         var wanted = (names ?? active).ToHashSet();
-        foreach (var adapter in adapters.Where(a => wanted.Contains(a.Name) && !merged.Contains(a.Name)))
+        var toMerge = adapters.Where(a => wanted.Contains(a.Name) && !merged.Contains(a.Name)).ToList();
+        if (toMerge.Count > 0) Dequantize();   // merged into the dequantized weight: the one the adapter was trained against
+        foreach (var adapter in toMerge)
         {
             adapter.Merge(safe);
             merged.Add(adapter.Name);
@@ -181,6 +239,7 @@ public sealed class Linear : nn.Module<Tensor, Tensor>
     public void FoldInputMap(Tensor matrix, Tensor shift, bool safe, string adapter)
     {
         if (Merged) throw new BadInputException($"cannot fold adapter '{adapter}' into a layer whose own adapters ({string.Join(", ", merged)}) are merged: their unmerge would no longer be exact");
+        Dequantize();
         using var scope = torch.NewDisposeScope();
         var w = WeightOutIn().to(ScalarType.Float32);
         var newWeight = w + w.matmul(matrix.to(ScalarType.Float32));

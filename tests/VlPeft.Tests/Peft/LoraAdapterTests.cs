@@ -86,6 +86,38 @@ public class LoraAdapterTests
     }
 
     [Fact]
+    public void Fused_path_for_a_bf16_base_under_fp32_factors_matches_autograd_through_the_casts()
+    {
+        using var layer = Layer();
+        layer.to(ScalarType.BFloat16);
+        layer.weight.requires_grad = false;
+        layer.bias!.requires_grad = false;
+        var lora = new LoraAdapter("default", layer, 2, 6, 0, false);
+        layer.Attach(lora);
+        Randomize(lora);
+        Assert.NotNull(lora.FusedForward(torch.zeros(1, 6, dtype: ScalarType.BFloat16)));
+        // A non-contiguous slice of a sequence, as the Q-Former's query rows are.
+        using var full = torch.randn(3, 7, 6).to(ScalarType.BFloat16);
+        var x = full[.., ..5].requires_grad_(true);
+        using var upstream = torch.randn(3, 5, 4).to(ScalarType.BFloat16);
+        var y = layer.call(x);
+        Assert.Equal(ScalarType.BFloat16, y.dtype);
+        (y.@float() * upstream.@float()).sum().backward();
+        // What HF PEFT computes, by raw autograd: base in bf16, x cast to fp32 for A then B, the update cast back and added.
+        var x2 = x.detach().clone().requires_grad_(true);
+        var a = lora.A.weight.detach().clone().requires_grad_(true);
+        var b = lora.B.weight.detach().clone().requires_grad_(true);
+        var expected = x2.matmul(layer.weight.t()) + layer.bias! + (x2.@float().matmul(a.t()) * 3.0).matmul(b.t()).to(ScalarType.BFloat16);
+        (expected.@float() * upstream.@float()).sum().backward();
+        // One bf16 ulp (2^-8 relative) of the largest magnitude: the two paths may round a sum in another order.
+        static void Near(Tensor e, Tensor a) => TensorAssert.Close(e.@float(), a.@float(), 4e-3 * Math.Max(1, e.abs().max().@float().item<float>()));
+        Near(expected, y);
+        Near(x2.grad!, x.grad!);
+        TensorAssert.Close(a.grad!, lora.A.weight.grad!, 1e-4);
+        TensorAssert.Close(b.grad!, lora.B.weight.grad!, 1e-4);
+    }
+
+    [Fact]
     public void Rslora_scales_by_alpha_over_root_r()
     {
         using var layer = Layer();

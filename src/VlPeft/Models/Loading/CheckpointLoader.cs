@@ -11,7 +11,8 @@ public sealed record LoadReport(int Loaded, IReadOnlyList<string> Missing, IRead
 /// Copies a safetensors checkpoint into a module name for name (HF names are our parameter
 /// paths), tensor by tensor so a 7B model never exists twice, converting dtypes on the way.
 /// Tied aliases and non-persistent buffers that HF files may carry are ignored; anything else that
-/// does not match is reported, and in strict mode refused.
+/// does not match is reported, and in strict mode refused. Linear weights saved quantized by bitsandbytes
+/// (<see cref="BitsAndBytesWeights"/>) stay quantized in the layer.
 /// </summary>
 public static class CheckpointLoader
 {
@@ -19,6 +20,20 @@ public static class CheckpointLoader
         IEnumerable<string>? tiedAliases = null)
     {
         using var checkpoint = TensorCheckpoint.Open(path);
+        // bitsandbytes-quantized linears first: they replace the layer's weight parameter by a quantized one.
+        var quantized = BitsAndBytesWeights.Find(checkpoint.Entries.Select(e => e.Name).ToList());
+        var consumed = new HashSet<string>();
+        if (quantized.Count > 0)
+        {
+            var linears = model.named_modules().Where(m => m.module is Nn.Linear).ToDictionary(m => m.name, m => (Nn.Linear)m.module);
+            foreach (var (module, keys) in quantized)
+            {
+                if (!linears.TryGetValue(module, out var linear)) continue;   // reported as unexpected below
+                linear.weight.requires_grad = false;                            // a quantized weight is frozen
+                linear.UseQuantized(BitsAndBytesWeights.Read(checkpoint, module, keys));
+                consumed.UnionWith(keys);
+            }
+        }
         var parameters = model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
         var skip = (skipPrefixes ?? Array.Empty<string>()).ToList();
         var aliases = (tiedAliases ?? Array.Empty<string>()).ToHashSet();
@@ -29,6 +44,11 @@ public static class CheckpointLoader
         foreach (var entry in checkpoint.Entries)
         {
             string key = entry.Name;
+            if (consumed.Contains(key))
+            {
+                if (key.EndsWith(".weight", StringComparison.Ordinal)) loaded.Add(key);
+                continue;
+            }
             if (skip.Any(p => key.StartsWith(p, StringComparison.Ordinal)) || aliases.Contains(key) || IsBufferKey(key))
             {
                 ignored.Add(key);

@@ -55,12 +55,36 @@ public static class PretrainedModel
         }
     }
 
-    /// <summary>Writes a model as a HF checkpoint directory (config.json + model.safetensors).</summary>
+    /// <summary>
+    /// Writes a model as a HF checkpoint directory (config.json + model.safetensors). Quantized linear weights are written
+    /// in bitsandbytes' layout (<see cref="BitsAndBytesWeights"/>) and config.json gets the matching quantization_config.
+    /// </summary>
     public static void Save(VisionLanguageModel model, string directory)
     {
         Directory.CreateDirectory(directory);
-        var tensors = model.named_parameters().ToDictionary(p => p.name, p => (Tensor)p.parameter);
+        var quantized = model.named_modules().Where(m => m.module is Nn.Linear { Quantized: not null })
+            .ToDictionary(m => m.name, m => ((Nn.Linear)m.module).Quantized!);
+        var tensors = model.named_parameters().Where(p => !(p.name.EndsWith(".weight") && quantized.ContainsKey(p.name[..^7])))
+            .ToDictionary(p => p.name, p => (Tensor)p.parameter);
+        foreach (var (module, weight) in quantized)
+            foreach (var (key, value) in BitsAndBytesWeights.Tensors(module, weight)) tensors[key] = value;
         Tensors.SafetensorsWriter.Write(Path.Combine(directory, "model.safetensors"), tensors, new Dictionary<string, string> { ["format"] = "pt" });
-        AtomicFile.WriteAllText(Path.Combine(directory, "config.json"), model.ConfigJson());
+        var formats = quantized.Values.Select(q => q.Format).Distinct().ToList();
+        if (formats.Count > 1) throw new BadInputException($"one checkpoint holds one quantization format; this model mixes {string.Join(" and ", formats)}");
+        if (formats.Count == 0)
+        {
+            AtomicFile.WriteAllText(Path.Combine(directory, "config.json"), model.ConfigJson());
+            return;
+        }
+        var config = System.Text.Json.Nodes.JsonNode.Parse(model.ConfigJson())!.AsObject();
+        config["quantization_config"] = formats[0] == Nn.Quantization.QuantizedWeight.Int8
+            ? new System.Text.Json.Nodes.JsonObject { ["quant_method"] = "bitsandbytes", ["load_in_8bit"] = true }
+            : new System.Text.Json.Nodes.JsonObject
+            {
+                ["quant_method"] = "bitsandbytes", ["load_in_4bit"] = true, ["bnb_4bit_quant_type"] = formats[0],
+                ["bnb_4bit_use_double_quant"] = quantized.Values.OfType<Nn.Quantization.Nf4Weight>().All(w => w.DoubleQuant),
+                ["bnb_4bit_compute_dtype"] = "float32",
+            };
+        AtomicFile.WriteAllText(Path.Combine(directory, "config.json"), config.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
     }
 }

@@ -11,6 +11,10 @@ namespace VlPeft.Peft.Lora;
 /// does not grow by a weight copy per layer): the LoRA terms then add no pass to the forward, and
 /// dx = dy·W' is one matmul. With few rows it adds the LoRA term into the output buffer (addmm_)
 /// instead. Gradients: dA = (s·dy·B)ᵀ·x, dB = s·dyᵀ·(x·Aᵀ); none for W0, b0.
+/// A half-precision base (bf16/fp16 x, W0) under fp32 LoRA factors computes what the unfused layer does (HF PEFT casts
+/// x to the adapter dtype, and the update back): base matmul in half, LoRA in fp32 from x cast once, the update rounded
+/// to half and added. Backward reuses that cast and h = x·Aᵀ (no pass over x but dA's), and dx is dy·W0 in half plus
+/// the LoRA term rounded to half, as autograd through the casts gives it — one node instead of five.
 /// </summary>
 sealed class FusedLoraLinear : torch.autograd.SingleTensorFunction<FusedLoraLinear>
 {
@@ -25,6 +29,19 @@ sealed class FusedLoraLinear : torch.autograd.SingleTensorFunction<FusedLoraLine
         var (x, w, b, a, bUp, scaling) = ((Tensor)vars[0], (Tensor)vars[1], (Tensor?)vars[2], (Tensor)vars[3], (Tensor)vars[4], (double)vars[5]);
         var x2 = x.reshape(-1, x.shape[^1]);
         Tensor y;
+        if (x.dtype != a.dtype)
+        {
+            // Mixed precision: keep the input cast once (as HF PEFT's autograd does) and the r-wide h, so backward casts nothing of x.
+            var xLora = x2.to(a.dtype);
+            var h = torch.matmul(xLora, a.t());
+            y = b is null ? torch.matmul(x2, w.t()) : torch.addmm(b, x2, w.t(), 1, 1);
+            using (var delta = torch.matmul(h * scaling, bUp.t())) y.add_(delta.to(y.dtype));
+            ctx.save_for_backward(new List<Tensor> { xLora, w, a, bUp, h });
+            ctx.save_data("scaling", scaling);
+            ctx.save_data("inputShape", x.shape);
+            ctx.save_data("inputNeedsGrad", x.requires_grad);
+            return y.view(x.shape[..^1].Append(w.shape[0]).ToArray());
+        }
         if (UseMergedWeight(x2.shape[0], w))
         {
             var merged = MergedWeight(w, a, bUp, scaling);
@@ -45,6 +62,7 @@ sealed class FusedLoraLinear : torch.autograd.SingleTensorFunction<FusedLoraLine
         var saved = ctx.get_saved_variables();
         var (x, w, a, bUp) = (saved[0], saved[1], saved[2], saved[3]);
         double s = (double)ctx.get_data("scaling");
+        if (saved.Count == 5) return MixedBackward(ctx, saved, s, grad);
         var dy = grad.reshape(-1, grad.shape[^1]);
         var x2 = x.reshape(-1, x.shape[^1]);
         var h = torch.matmul(x2, a.t());                         // [N, r]
@@ -65,6 +83,21 @@ sealed class FusedLoraLinear : torch.autograd.SingleTensorFunction<FusedLoraLine
             }
             dx = dx.view(x.shape);
         }
+        return new List<Tensor> { dx!, null!, null!, dA, dB, null! };
+    }
+
+    /// <summary>Backward for a half-precision base under LoRA factors of another dtype: the LoRA products in the factors' dtype.</summary>
+    static List<Tensor> MixedBackward(torch.autograd.AutogradContext ctx, List<Tensor> saved, double s, Tensor grad)
+    {
+        var (xLora, w, a, bUp, h) = (saved[0], saved[1], saved[2], saved[3], saved[4]);
+        var dy = grad.reshape(-1, grad.shape[^1]);
+        var dyLora = dy.to(a.dtype);
+        var gh = torch.matmul(dyLora, bUp.t().contiguous().t()) * s;   // [N, r]
+        var dB = torch.matmul(h.t(), dyLora).t() * s;
+        var dA = torch.matmul(gh.t(), xLora);
+        Tensor? dx = null;
+        if ((bool)ctx.get_data("inputNeedsGrad"))
+            dx = torch.matmul(dy, w).add_(torch.matmul(gh, a).to(dy.dtype)).view((long[])ctx.get_data("inputShape"));
         return new List<Tensor> { dx!, null!, null!, dA, dB, null! };
     }
 }

@@ -1,0 +1,160 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace VlPeft.Nn.Quantization;
+
+/// <summary>
+/// 4-bit NormalFloat (QLoRA, Dettmers et al. 2023; bitsandbytes' quantize_4bit with quant_type nf4): the weight,
+/// flattened, is cut into blocks of 64; each block is divided by its absolute maximum and every value replaced by the
+/// index of the nearest of the 16 NF4 levels; two indices per byte, the first in the high nibble. With double
+/// quantization the fp32 block maxima are themselves quantized: their mean is subtracted (the offset) and the rest is
+/// quantized in blocks of 256 with bitsandbytes' signed 8-bit dynamic map, so a block's scale costs 8 bits + 32/256.
+/// </summary>
+public sealed class Nf4Weight : QuantizedWeight
+{
+    public const int BlockSize = 64, NestedBlockSize = 256;
+
+    /// <summary>The NF4 levels (QLoRA appendix E; bitsandbytes' NF4 table), normal quantiles scaled to [−1, 1] with an exact 0.</summary>
+    public static readonly float[] Levels =
+    {
+        -1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f, -0.28444138169288635f,
+        -0.18477343022823334f, -0.09105003625154495f, 0.0f, 0.07958029955625534f, 0.16093020141124725f,
+        0.24611230194568634f, 0.33791524171829224f, 0.44070982933044434f, 0.5626170039176941f, 0.7229568362236023f, 1.0f,
+    };
+
+    readonly Tensor packed;          // uint8 [⌈n/2⌉]
+    readonly Tensor? absmax;         // fp32 [blocks], without double quantization
+    readonly Tensor? absmaxCodes;    // uint8 [blocks], with it
+    readonly Tensor? nestedAbsmax;   // fp32 [⌈blocks/256⌉]
+    readonly Tensor code;            // fp32 [16]
+    readonly Tensor? nestedCode;     // fp32 [256]
+    readonly float offset;
+    readonly int blockSize, nestedBlockSize;
+
+    /// <summary>From stored parts (ours or a bitsandbytes checkpoint's), taking ownership of the tensors.</summary>
+    public Nf4Weight(long outFeatures, long inFeatures, Tensor packed, Tensor code, int blockSize, Tensor? absmax,
+        Tensor? absmaxCodes = null, Tensor? nestedAbsmax = null, Tensor? nestedCode = null, float offset = 0, int nestedBlockSize = NestedBlockSize,
+        string format = Nf4)
+        : base(outFeatures, inFeatures)
+    {
+        Format = format;
+        long n = outFeatures * inFeatures, blocks = (n + blockSize - 1) / blockSize;
+        if (packed.numel() != (n + 1) / 2) throw new BadInputException($"4-bit weight holds {packed.numel()} bytes; [{outFeatures}, {inFeatures}] needs {(n + 1) / 2}");
+        if (code.numel() != 16) throw new BadInputException($"4-bit quant_map has {code.numel()} values; expected 16");
+        var scales = absmax ?? absmaxCodes ?? throw new ArgumentException("absmax or its codes are required");
+        if (scales.numel() != blocks) throw new BadInputException($"4-bit absmax has {scales.numel()} values; {n} values in blocks of {blockSize} need {blocks}");
+        if (absmaxCodes is not null && (nestedAbsmax is null || nestedCode is null || nestedCode.numel() != 256
+                || nestedAbsmax.numel() != (blocks + nestedBlockSize - 1) / nestedBlockSize))
+            throw new BadInputException("double-quantized 4-bit absmax needs nested_absmax (one per block of the absmax values) and a 256-value nested_quant_map");
+        // Owned from here on, whatever dispose scope the caller is in.
+        static Tensor Own(Tensor t, ScalarType? dtype = null) => (dtype is ScalarType d ? t.to(d) : t).reshape(-1).DetachFromDisposeScope();
+        (this.packed, this.code, this.blockSize, this.absmax, this.absmaxCodes, this.nestedAbsmax, this.nestedCode, this.offset, this.nestedBlockSize) =
+            (Own(packed), Own(code, ScalarType.Float32), blockSize, absmax is null ? null : Own(absmax, ScalarType.Float32), absmaxCodes is null ? null : Own(absmaxCodes),
+             nestedAbsmax is null ? null : Own(nestedAbsmax, ScalarType.Float32), nestedCode is null ? null : Own(nestedCode, ScalarType.Float32), offset, nestedBlockSize);
+    }
+
+    /// <summary>nf4, or fp4 for a bitsandbytes checkpoint saved with that code (the levels come from its quant_map).</summary>
+    public override string Format { get; }
+    public bool DoubleQuant => absmaxCodes is not null;
+    public int BlockSizeUsed => blockSize;
+    public float Offset => offset;
+    public Tensor Packed => packed;
+    public Tensor Code => code;
+    public Tensor? Absmax => absmax;
+    public Tensor? AbsmaxCodes => absmaxCodes;
+    public Tensor? NestedAbsmax => nestedAbsmax;
+    public Tensor? NestedCode => nestedCode;
+
+    public override long Bytes => packed.numel() + (absmax?.numel() * 4 ?? 0) + (absmaxCodes?.numel() ?? 0) + (nestedAbsmax?.numel() * 4 ?? 0) + 64 + (nestedCode is null ? 0 : 1024);
+
+    public static long BytesFor(long n, bool doubleQuant)
+    {
+        long blocks = (n + BlockSize - 1) / BlockSize;
+        return (n + 1) / 2 + (doubleQuant ? blocks + 4 * ((blocks + NestedBlockSize - 1) / NestedBlockSize) + 1024 : 4 * blocks) + 64;
+    }
+
+    public static Nf4Weight Quantize(Tensor weightOutIn, bool doubleQuant = true)
+    {
+        using var scope = torch.NewDisposeScope();
+        long outF = weightOutIn.shape[0], inF = weightOutIn.shape[1];
+        var flat = weightOutIn.detach().to(ScalarType.Float32).reshape(-1);
+        var (blocks, absmax) = Blocks(flat, BlockSize);
+        var code = torch.tensor(Levels);
+        var indices = Nearest(blocks / absmax.unsqueeze(1), code).reshape(-1)[..(int)flat.numel()];
+        var packed = Pack(indices);
+        Tensor? codes = null, nested = null, nestedCode = null;
+        float offset = 0;
+        if (doubleQuant)
+        {
+            offset = absmax.mean().item<float>();
+            nestedCode = DynamicMap();
+            var (nestedBlocks, nestedMax) = Blocks(absmax - offset, NestedBlockSize);
+            codes = Nearest(nestedBlocks / nestedMax.unsqueeze(1), nestedCode).reshape(-1)[..(int)absmax.numel()].to(ScalarType.Byte);
+            nested = nestedMax;
+        }
+        return new Nf4Weight(outF, inF, packed, code, BlockSize, doubleQuant ? null : absmax, codes, nested, nestedCode, offset);
+    }
+
+    public override Tensor Dequantize(ScalarType dtype)
+    {
+        using var scope = torch.NewDisposeScope();
+        long n = OutFeatures * InFeatures;
+        var scales = absmax ?? (nestedCode!.index_select(0, absmaxCodes!.to(ScalarType.Int64)).view(-1)
+            * nestedAbsmax!.repeat_interleave(nestedBlockSize)[..(int)absmaxCodes!.numel()]) + offset;
+        var indices = Unpack(packed)[..(int)n];
+        var values = code.index_select(0, indices);
+        var perValue = scales.repeat_interleave(blockSize)[..(int)n];
+        return (values * perValue).to(dtype).view(OutFeatures, InFeatures).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>[blocks, size] zero-padded, and each block's absolute maximum (1 for an all-zero block, as 0/0 has no level).</summary>
+    internal static (Tensor Blocks, Tensor Absmax) Blocks(Tensor flat, int size)
+    {
+        long n = flat.numel(), count = (n + size - 1) / size;
+        var padded = count * size == n ? flat : torch.cat(new[] { flat, torch.zeros(count * size - n, dtype: flat.dtype) });
+        var blocks = padded.view(count, size);
+        var absmax = blocks.abs().amax(new long[] { 1 });
+        return (blocks, torch.where(absmax.eq(0), torch.ones_like(absmax), absmax));
+    }
+
+    /// <summary>Index of the nearest value of a sorted code for every element (ties to the lower index).</summary>
+    internal static Tensor Nearest(Tensor normalized, Tensor sortedCode)
+    {
+        var midpoints = (sortedCode[1..] + sortedCode[..^1]) / 2;
+        return torch.searchsorted(midpoints, normalized.contiguous(), right: false);
+    }
+
+    static Tensor Pack(Tensor indices)
+    {
+        var even = indices.numel() % 2 == 0 ? indices : torch.cat(new[] { indices, torch.zeros(1, dtype: indices.dtype) });
+        var pairs = even.view(-1, 2).to(ScalarType.Byte);
+        return pairs[.., 0].bitwise_left_shift(4).bitwise_or(pairs[.., 1]);
+    }
+
+    static Tensor Unpack(Tensor packed)
+    {
+        var high = packed.bitwise_right_shift(4);
+        var low = packed.bitwise_and(15);
+        return torch.stack(new[] { high, low }, 1).reshape(-1).to(ScalarType.Int64);
+    }
+
+    /// <summary>bitsandbytes' create_dynamic_map(signed = true): 7 decades of linearly spaced fractions, both signs, 0 and 1.</summary>
+    public static Tensor DynamicMap()
+    {
+        var values = new List<float> { 0f, 1f };
+        for (int i = 0; i < 7; i++)
+        {
+            var boundaries = torch.linspace(0.1, 1, (1 << i) + 1, dtype: ScalarType.Float32);
+            var means = ((boundaries[..^1] + boundaries[1..]) / 2.0).data<float>().ToArray();
+            double decade = Math.Pow(10, -6 + i);
+            foreach (var m in means) { values.Add((float)(decade * m)); values.Add((float)(-decade * m)); }
+        }
+        values.Sort();
+        return torch.tensor(values.ToArray());
+    }
+
+    public override void Dispose()
+    {
+        foreach (var t in new[] { packed, code, absmax, absmaxCodes, nestedAbsmax, nestedCode }) t?.Dispose();
+    }
+}

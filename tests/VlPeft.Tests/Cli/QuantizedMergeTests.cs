@@ -1,0 +1,102 @@
+using TorchSharp;
+using VlPeft.Experiments;
+using VlPeft.Models;
+using VlPeft.Models.Loading;
+using VlPeft.Nn.Quantization;
+using VlPeft.Peft;
+using VlPeft.Peft.Lora;
+using VlPeft.Tests.Peft;
+using static TorchSharp.torch;
+
+namespace VlPeft.Tests.Cli;
+
+/// <summary>`vlpeft merge` over a quantized base: into the dequantized weights, re-quantization on request, --verify.</summary>
+public class QuantizedMergeTests
+{
+    [Fact]
+    public void Merge_over_an_nf4_base_adds_the_update_to_the_dequantized_weight_and_verify_refuses_requantization()
+    {
+        using var dir = new TempDirectory();
+        string baseDir = RepoPath.Of("models", "tiny-instructblip");
+        using var model = PretrainedModel.Load(baseDir);
+        QuantizationPlan.Apply(model, QuantizationPlan.Parse("nf4", model, "test"));
+        var peft = ModelFamilies.Of(model).PeftPreset("llm-lora-all", model, 2).Apply(model)!;
+        torch.manual_seed(2);
+        using (torch.no_grad())
+            foreach (var (_, p) in model.named_parameters().Where(p => p.name.Contains("lora_B"))) p.normal_(0, 0.3);
+        PeftFiles.Save(peft, dir.File("adapter"));
+        var (name, layer) = model.named_modules().Where(m => m.module is VlPeft.Nn.Linear { Adapters.Count: > 0, Quantized: not null })
+            .Select(m => (m.name, (VlPeft.Nn.Linear)m.module)).First();
+        var lora = (LoraAdapter)layer.Adapters[0];
+        using var expected = layer.Quantized!.Dequantize(ScalarType.Float32) + lora.Scaling * lora.B.weight.matmul(lora.A.weight);
+
+        var (code, output, error) = CliRunner.Run("merge", "--model", baseDir, "--adapter", dir.File("adapter"), "--quantize", "nf4", "--verify", "--out", dir.File("merged"));
+        Assert.True(code == 0, error);
+        Assert.Matches(@"verify: \|logits\(adapter \+ base\) − logits\(merged\)\| max [0-9.E-]+, mean", output);
+        using (var merged = PretrainedModel.Load(dir.File("merged")))
+        {
+            var weight = merged.named_parameters().Single(p => p.name == name + ".weight").parameter;
+            TensorAssert.Close(expected, weight, 1e-6);
+        }
+
+        // Re-quantizing the merged weights rounds them: --verify at the default tolerance refuses and writes nothing.
+        (code, _, error) = CliRunner.Run("merge", "--model", baseDir, "--adapter", dir.File("adapter"), "--quantize", "nf4", "--requantize", "--verify", "--out", dir.File("requantized"));
+        Assert.Equal(2, code);
+        Assert.Contains("nothing was written", error);
+        Assert.False(Directory.Exists(dir.File("requantized")));
+        // Accepted with a wide tolerance: written in bitsandbytes' layout, read back as the quantized merged weight.
+        (code, _, error) = CliRunner.Run("merge", "--model", baseDir, "--adapter", dir.File("adapter"), "--quantize", "nf4", "--requantize", "--tolerance", "1000", "--out", dir.File("requantized"));
+        Assert.True(code == 0, error);
+        Assert.Contains("quantized again", error);
+        using var reloaded = PretrainedModel.Load(dir.File("requantized"));
+        var reloadedLayer = (VlPeft.Nn.Linear)reloaded.named_modules().Single(m => m.name == name).module;
+        using var requantized = Nf4Weight.Quantize(expected);
+        TensorAssert.Close(requantized.Dequantize(ScalarType.Float32), reloadedLayer.Quantized!.Dequantize(ScalarType.Float32), 1e-6);
+    }
+
+    [Fact]
+    public void Quantize_settings_are_checked_and_quantized_weights_are_not_trained()
+    {
+        using var model = PretrainedModel.Load(RepoPath.Of("models", "tiny-instructblip"));
+        var e = Assert.Throws<BadInputException>(() => QuantizationPlan.Parse(new Dictionary<object, object> { ["qformer"] = "nf4" }, model, "x.yaml"));
+        Assert.Contains("'qformer' is not a frozen part of instructblip (parts: vision, language_model)", e.Message);
+        e = Assert.Throws<BadInputException>(() => QuantizationPlan.Parse("int4", model, "x.yaml"));
+        Assert.Contains("'int4' is not one of none, nf4, int8", e.Message);
+        var parts = QuantizationPlan.Parse(new Dictionary<object, object> { ["vision"] = "none", ["language_model"] = "int8" }, model, "x.yaml");
+        Assert.Equal(new Dictionary<string, string> { ["language_model"] = "int8" }, parts);
+        QuantizationPlan.Apply(model, parts);
+        Assert.All(model.named_modules().Where(m => m.module is VlPeft.Nn.Linear && m.name.StartsWith("language_model.")),
+            m => Assert.Equal("int8", ((VlPeft.Nn.Linear)m.module).Quantized?.Format));
+        Assert.All(model.named_modules().Where(m => m.module is VlPeft.Nn.Linear && m.name.StartsWith("vision_model.")),
+            m => Assert.Null(((VlPeft.Nn.Linear)m.module).Quantized));
+        TrainingPlan.Full.Apply(model);
+        e = Assert.Throws<BadInputException>(() => QuantizationPlan.RefuseTrainingQuantized(model, "x.yaml"));
+        Assert.Contains("the plan trains quantized weights (language_model.", e.Message);
+    }
+
+    [Fact]
+    public void A_run_over_an_int8_language_model_trains_and_reports_the_quantization()
+    {
+        using var dir = new TempDirectory();
+        VlPeft.Data.Synthetic.SyntheticSuite.Generate(new VlPeft.Data.Synthetic.SyntheticOptions { Task = "scienceqa", Train = 32, Val = 8, Test = 8, Seed = 2 }, dir.File("sqa"));
+        File.WriteAllText(dir.File("q.yaml"), """
+            task: scienceqa
+            image_only: false
+            model:
+              quantize:
+                language_model: int8
+            peft:
+              preset: llm-lora-all
+              r: 2
+            training:
+              epochs: 1
+              batch_size: 8
+              patience: null
+              augment: false
+            """);
+        var (code, output, error) = CliRunner.Run("train", "--config", dir.File("q.yaml"), "--data", dir.File("sqa"), "--model", RepoPath.Of("models", "tiny-instructblip"), "--out", dir.File("run"));
+        Assert.True(code == 0, error);
+        Assert.Contains("Quantized frozen linear weights: language_model int8.", File.ReadAllText(dir.File("run/report.md")));
+        Assert.True(File.Exists(dir.File("run/adapter/adapter_model.safetensors")));
+    }
+}
