@@ -9,6 +9,7 @@ var benches = new Dictionary<string, Func<string[], int>>
     ["demo-throughput"] = DemoThroughputBench.Run,
     ["strided-linear"] = StridedLinearBench.Run,
     ["qformer-step"] = QFormerStepBench.Run,
+    ["quantized-load"] = QuantizedLoadBench.Run,
 };
 if (args.Length == 0 || !benches.TryGetValue(args[0], out var bench))
 {

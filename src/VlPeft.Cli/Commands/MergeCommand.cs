@@ -33,10 +33,9 @@ static class MergeCommand
         {
             string baseDir = parse.GetValue(model)!, outDir = parse.GetValue(output)!;
             if (parse.GetValue(requantize) && parse.GetValue(quantize) is null) throw new BadInputException("--requantize needs --quantize (the format to quantize to)");
-            using var loaded = PretrainedModel.Load(baseDir);
+            using var loaded = PretrainedModel.Load(baseDir, new PretrainedOptions { Quantize = parse.GetValue(quantize) });
             // Tokenizers only for --verify: a base without them still merges.
             var processor = parse.GetValue(verify) ? ModelFamilies.Of(loaded).LoadProcessor(loaded, baseDir) : null;
-            QuantizationPlan.Apply(loaded, QuantizationPlan.Parse(parse.GetValue(quantize), loaded, "--quantize"));
             var quantizedLayers = QuantizedLayers(loaded);
             var peft = PeftFiles.LoadAll(loaded, parse.GetValue(adapter)!);
             using var before = processor is null ? null : VerificationLogits(loaded, processor);

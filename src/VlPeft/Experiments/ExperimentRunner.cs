@@ -220,8 +220,7 @@ public static class ExperimentRunner
     /// <summary>Loads a checkpoint directory and its tokenizers for one-off use (predict, eval).</summary>
     public static (VisionLanguageModel Model, VisionLanguageProcessor Processor) LoadForInference(string modelDirectory, string? adapterDirectory, string? quantize = null)
     {
-        var (model, processor) = PretrainedModel.LoadWithProcessor(modelDirectory);
-        QuantizationPlan.Apply(model, QuantizationPlan.Parse(quantize, model, "--quantize"));
+        var (model, processor) = PretrainedModel.LoadWithProcessor(modelDirectory, new PretrainedOptions { Quantize = quantize });
         if (adapterDirectory != null) LoadAdapter(model, adapterDirectory);
         return (model, processor);
     }
@@ -327,7 +326,7 @@ public static class ExperimentRunner
         {
             string path = m.Path ?? throw new BadInputException("no model directory: give --model or set 'model: path:' in the experiment file");
             if (!Directory.Exists(path)) throw new BadInputException("model directory not found (the paper configurations need the HF checkpoint, e.g. Salesforce/instructblip-flan-t5-xl, downloaded beforehand)", path);
-            (model, processor) = PretrainedModel.LoadWithProcessor(path);
+            (model, processor) = PretrainedModel.LoadWithProcessor(path, new PretrainedOptions { Quantize = m.Quantize });
             if (m.Preset is string expected && ModelPresets.Names.Contains(expected) && !expected.StartsWith("tiny"))
                 CheckMatchesPreset(model, expected, path);
         }
@@ -347,7 +346,7 @@ public static class ExperimentRunner
         if (m.Dtype == "bf16")
             foreach (var tower in model.ParameterGroups.Where(g => g.FrozenTower).SelectMany(g => g.Prefixes))
                 model.named_modules().FirstOrDefault(x => x.name == tower).module?.to(ScalarType.BFloat16); // adapters attached later stay fp32
-        QuantizationPlan.Apply(model, QuantizationPlan.Parse(m.Quantize, model, "model.quantize"));
+        if (m.FromScratch) QuantizationPlan.Apply(model, QuantizationPlan.Parse(m.Quantize, model, "model.quantize"));   // loaded ones were quantized while loading
         return (model, processor);
     }
 

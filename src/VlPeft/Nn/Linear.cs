@@ -31,9 +31,47 @@ public sealed class Linear : nn.Module<Tensor, Tensor>
         // nn.Linear's default init: kaiming_uniform(a=√5) on the weight = U(±1/√in), bias the same.
         double bound = inFeatures > 0 ? 1.0 / Math.Sqrt(inFeatures) : 0;
         long[] shape = fanInFanOut ? new[] { inFeatures, outFeatures } : new[] { outFeatures, inFeatures };
-        _weight = new TorchSharp.Modules.Parameter(Uniform(shape, bound, dtype, device));
+        // Under DeferWeightAllocation the weight is only a shape on the meta device until the checkpoint loader fills it.
+        _weight = new TorchSharp.Modules.Parameter(deferWeights ? torch.empty(shape, dtype: dtype, device: torch.META) : Uniform(shape, bound, dtype, device));
         _bias = hasBias ? new TorchSharp.Modules.Parameter(Uniform(new[] { outFeatures }, bound, dtype, device)) : null;
         RegisterComponents();
+    }
+
+    [ThreadStatic] static bool deferWeights;
+
+    /// <summary>
+    /// While the returned handle lives, new layers leave their weight unallocated (meta device): a checkpoint loader then
+    /// gives each its values (<see cref="LoadWeight"/>), quantized or not, so a model never holds a second full copy.
+    /// </summary>
+    public static IDisposable DeferWeightAllocation()
+    {
+        bool previous = deferWeights;
+        deferWeights = true;
+        return new Restore(() => deferWeights = previous);
+    }
+
+    sealed class Restore(Action undo) : IDisposable
+    {
+        public void Dispose() => undo();
+    }
+
+    /// <summary>Whether the weight still waits for its values (<see cref="DeferWeightAllocation"/>).</summary>
+    public bool WeightPending => Quantized is null && _weight.device_type == DeviceType.META;
+
+    /// <summary>
+    /// Gives a pending weight its values as stored in a checkpoint ([out, in], or [in, out] for fan_in_fan_out), in the
+    /// layer's dtype; with <paramref name="quantizeTo"/>, quantized straight away (the full-precision values are not kept).
+    /// </summary>
+    public void LoadWeight(Tensor value, string? quantizeTo)
+    {
+        if (quantizeTo is null or QuantizedWeight.None)
+        {
+            weight = new TorchSharp.Modules.Parameter(value.to(_weight.dtype).contiguous().DetachFromDisposeScope(), _weight.requires_grad);
+            return;
+        }
+        using var scope = torch.NewDisposeScope();
+        _weight.requires_grad = false;   // frozen: quantized weights are not trained
+        UseQuantized(QuantizedWeight.Create(quantizeTo, FanInFanOut ? value.t() : value), value.device);
     }
 
     static Tensor Uniform(long[] shape, double bound, ScalarType? dtype, Device? device)
@@ -123,7 +161,7 @@ public sealed class Linear : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>Takes a quantized weight made elsewhere (a bitsandbytes checkpoint), checking its shape.</summary>
-    public void UseQuantized(QuantizedWeight quantized)
+    public void UseQuantized(QuantizedWeight quantized, Device? device = null)
     {
         if (_weight.requires_grad) throw new BadInputException("a trainable weight cannot be quantized: quantize frozen parts only");
         if (Merged) throw new InvalidOperationException("unmerge the adapters before quantizing the weight");
@@ -131,14 +169,14 @@ public sealed class Linear : nn.Module<Tensor, Tensor>
             throw new BadInputException($"quantized weight is [{quantized.OutFeatures}, {quantized.InFeatures}]; the layer's is [{OutFeatures}, {InFeatures}]");
         Quantized?.Dispose();
         Quantized = quantized;
-        weight = Placeholder(_weight.dtype);
+        weight = Placeholder(_weight.dtype, device ?? (_weight.device_type == DeviceType.META ? torch.CPU : _weight.device));
     }
 
     /// <summary>A zero-stride stand-in of the weight's shape in a dtype: one element of storage.</summary>
-    TorchSharp.Modules.Parameter Placeholder(ScalarType dtype)
+    TorchSharp.Modules.Parameter Placeholder(ScalarType dtype, Device device)
     {
         long[] shape = FanInFanOut ? new[] { InFeatures, OutFeatures } : new[] { OutFeatures, InFeatures };
-        return new TorchSharp.Modules.Parameter(torch.zeros(1, dtype: dtype, device: _weight.device).expand(shape).DetachFromDisposeScope(), requires_grad: false);
+        return new TorchSharp.Modules.Parameter(torch.zeros(1, dtype: dtype, device: device).expand(shape).DetachFromDisposeScope(), requires_grad: false);
     }
 
     /// <summary>A dtype move keeps a quantized weight's codes: only the placeholder (the compute dtype) changes, without allocating.</summary>
@@ -147,7 +185,7 @@ public sealed class Linear : nn.Module<Tensor, Tensor>
         if (Quantized is null) return base._to(dtype, nonBlocking);
         weight = new TorchSharp.Modules.Parameter(torch.zeros(1, dtype: _weight.dtype, device: _weight.device), requires_grad: false);
         var result = base._to(dtype, nonBlocking);
-        weight = Placeholder(dtype);
+        weight = Placeholder(dtype, _weight.device);
         return result;
     }
 

@@ -55,6 +55,31 @@ public class QuantizedMergeTests
     }
 
     [Fact]
+    public void Quantizing_while_loading_equals_quantizing_after_and_allocates_no_full_precision_copy()
+    {
+        string dir = RepoPath.Of("models", "tiny-instructblip");
+        using var streamed = PretrainedModel.Load(dir, new PretrainedOptions { Quantize = "nf4" });
+        using var after = PretrainedModel.Load(dir);
+        QuantizationPlan.Apply(after, QuantizationPlan.Parse("nf4", after, "test"));
+        var layers = after.named_modules().Where(m => m.module is VlPeft.Nn.Linear).ToDictionary(m => m.name, m => (VlPeft.Nn.Linear)m.module);
+        int quantized = 0;
+        foreach (var (name, module) in streamed.named_modules().Where(m => m.module is VlPeft.Nn.Linear))
+        {
+            var (s, a) = ((VlPeft.Nn.Linear)module, layers[name]);
+            Assert.Equal(a.Quantized is null, s.Quantized is null);
+            if (s.Quantized is null) { TensorAssert.Close(a.weight, s.weight, 0); continue; }
+            quantized++;
+            TensorAssert.Close(a.Quantized!.Dequantize(ScalarType.Float32), s.Quantized.Dequantize(ScalarType.Float32), 0);
+            Assert.All(s.weight.stride(), stride => Assert.Equal(0, stride));   // the placeholder holds one element
+        }
+        Assert.Equal(49, quantized);   // 12 vision + 37 language linears; the Q-Former's stay
+        Assert.DoesNotContain(streamed.named_parameters(), p => p.parameter.device_type == DeviceType.META);
+        var plain = after.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        foreach (var (name, p) in streamed.named_parameters().Where(p => !p.name.EndsWith(".weight") || !layers.ContainsKey(p.name[..^7])))
+            TensorAssert.Close(plain[name], p, 0);
+    }
+
+    [Fact]
     public void Quantize_settings_are_checked_and_quantized_weights_are_not_trained()
     {
         using var model = PretrainedModel.Load(RepoPath.Of("models", "tiny-instructblip"));

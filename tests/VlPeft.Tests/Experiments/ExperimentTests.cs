@@ -179,7 +179,7 @@ public class ExperimentTests
             var batch = processor.TrainingBatch(new[] { new TextExample(record.ImagePath, prompt.Instruction, prompt.Candidates[i]) });
             batch = batch with { InputIds = torch.tensor(processor.InstructionIds(prompt.Instruction, truncate: false).Select(x => (long)x).ToArray()).unsqueeze(0), AttentionMask = null };
             double mean = model.call(batch).Loss!.item<float>();
-            Assert.Equal(mean * processor.AnswerIds(prompt.Candidates[i]).Length, scores[i], 3);
+            Assert.Equal(mean * processor.AnswerIds(prompt.Candidates[i]).Length, scores[i], tolerance: 1e-3);   // float32 sums in another order
         }
         var generator = new TextGenerator(model, processor);
         string greedy = generator.Generate(record.ImagePath, prompt.Instruction, new GenerationOptions { MaxNewTokens = 5 });

@@ -67,6 +67,31 @@ public class QuantizationTests
     }
 
     [Fact]
+    public void Large_weights_quantize_and_dequantize_in_chunks_to_the_whole_tensor_formula()
+    {
+        // 4,194,405 values: several 1 M-value chunks, ending in a partial block.
+        torch.manual_seed(9);
+        using var w = torch.randn(3, 1398135);
+        using var q = Nf4Weight.Quantize(w, doubleQuant: false);
+        using var deq = q.Dequantize(ScalarType.BFloat16);
+        Assert.Equal(ScalarType.BFloat16, deq.dtype);
+        // Independently, over the whole tensor at once: nearest level by argmin of the distance to all 16.
+        using var scope = torch.NewDisposeScope();
+        var flat = w.reshape(-1);
+        var padded = torch.cat(new[] { flat, torch.zeros(64 - flat.shape[0] % 64) }).view(-1, 64);
+        var absmax = padded.abs().amax(new long[] { 1 }, keepdim: true);
+        var levels = torch.tensor(Nf4Weight.Levels);
+        var nearest = (padded / absmax).unsqueeze(-1).sub(levels).abs().argmin(-1);
+        var expected = (levels.index_select(0, nearest.reshape(-1)).view(-1, 64) * absmax).reshape(-1)[..(int)flat.shape[0]];
+        TensorAssert.Close(expected.to(ScalarType.BFloat16).to(ScalarType.Float32), deq.reshape(-1).to(ScalarType.Float32), 0);
+
+        using var int8 = Int8Weight.Quantize(w);
+        using var int8Deq = int8.Dequantize(ScalarType.Float32);
+        var rowMax = w.abs().amax(new long[] { 1 }, keepdim: true);
+        TensorAssert.Close((w * 127 / rowMax).round() * rowMax / 127, int8Deq, 1e-6);
+    }
+
+    [Fact]
     public void Nf4_packs_the_first_value_of_a_pair_in_the_high_nibble()
     {
         // Levels 0 (−1), 15 (1), 7 (0), 8 → bytes 0x0F, 0x78 as bitsandbytes stores them.

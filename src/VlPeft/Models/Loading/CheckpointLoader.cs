@@ -16,16 +16,18 @@ public sealed record LoadReport(int Loaded, IReadOnlyList<string> Missing, IRead
 /// </summary>
 public static class CheckpointLoader
 {
+    /// <param name="quantizeTo">For layers built with <see cref="Nn.Linear.DeferWeightAllocation"/>: module name → the format its
+    /// weight is quantized to as it is read (null: kept as read).</param>
     public static LoadReport Load(nn.Module model, string path, bool strict = true, IEnumerable<string>? skipPrefixes = null,
-        IEnumerable<string>? tiedAliases = null)
+        IEnumerable<string>? tiedAliases = null, Func<string, string?>? quantizeTo = null)
     {
         using var checkpoint = TensorCheckpoint.Open(path);
         // bitsandbytes-quantized linears first: they replace the layer's weight parameter by a quantized one.
         var quantized = BitsAndBytesWeights.Find(checkpoint.Entries.Select(e => e.Name).ToList());
         var consumed = new HashSet<string>();
+        var linears = model.named_modules().Where(m => m.module is Nn.Linear).ToDictionary(m => m.name, m => (Nn.Linear)m.module);
         if (quantized.Count > 0)
         {
-            var linears = model.named_modules().Where(m => m.module is Nn.Linear).ToDictionary(m => m.name, m => (Nn.Linear)m.module);
             foreach (var (module, keys) in quantized)
             {
                 if (!linears.TryGetValue(module, out var linear)) continue;   // reported as unexpected below
@@ -63,9 +65,15 @@ public static class CheckpointLoader
                 throw new BadInputException($"checkpoint tensor '{key}' has shape [{string.Join(", ", entry.Shape)}] but the model expects [{string.Join(", ", target.shape)}]",
                     checkpoint.FileOf(key));
             using var value = checkpoint.ReadTensor(key);
-            target.copy_(value);
+            if (key.EndsWith(".weight", StringComparison.Ordinal) && linears.TryGetValue(key[..^7], out var layer) && layer.WeightPending)
+                layer.LoadWeight(value, quantizeTo?.Invoke(key[..^7]));   // one tensor at a time: read, quantized or kept, next
+            else
+                target.copy_(value);
             loaded.Add(key);
         }
+        var pending = linears.Where(l => l.Value.WeightPending && !skip.Any(p => (l.Key + ".weight").StartsWith(p, StringComparison.Ordinal))).Select(l => l.Key + ".weight").ToList();
+        if (pending.Count > 0 && !strict)
+            throw new BadInputException($"checkpoint lacks {pending.Count} linear weight(s) that have no other source: {string.Join(", ", pending.Take(5))}", checkpoint.Path);
         var missing = parameters.Keys.Where(k => !loaded.Contains(k) && !skip.Any(p => k.StartsWith(p, StringComparison.Ordinal))).ToList();
         if (strict && (missing.Count > 0 || unexpected.Count > 0))
             throw new BadInputException(Describe(missing, unexpected), checkpoint.Path);

@@ -12,6 +12,11 @@ public sealed record PretrainedOptions
     public ScalarType? DType { get; init; }
     public bool SkipVision { get; init; }
     public bool SkipLanguageModel { get; init; }
+    /// <summary>
+    /// model.quantize's value (nf4, int8, none, or a map of frozen parts to those; <see cref="QuantizationPlan"/>): the
+    /// chosen linear weights are quantized as they are read, so loading peaks near the quantized model plus one tensor.
+    /// </summary>
+    public object? Quantize { get; init; }
 }
 
 /// <summary>
@@ -24,12 +29,19 @@ public static class PretrainedModel
     {
         options ??= new PretrainedOptions();
         if (!Directory.Exists(directory)) throw new BadInputException("model directory not found", directory);
-        var model = ModelFamilies.FromConfigFile(directory, new ModelBuildOptions { SkipVision = options.SkipVision, SkipLanguageModel = options.SkipLanguageModel });
+        var build = new ModelBuildOptions { SkipVision = options.SkipVision, SkipLanguageModel = options.SkipLanguageModel };
+        bool quantize = options.Quantize is not (null or Nn.Quantization.QuantizedWeight.None);
+        VisionLanguageModel model;
+        // Linear weights wait for the checkpoint when they are quantized or cast on the way: no full fp32 model first.
+        using (quantize || options.DType is not null ? Nn.Linear.DeferWeightAllocation() : null) model = ModelFamilies.FromConfigFile(directory, build);
+        var parts = quantize ? QuantizationPlan.Parse(options.Quantize, model, "model.quantize") : new Dictionary<string, string>();
         if (options.DType is ScalarType dtype) model.to(dtype);
         var skip = model.ParameterGroups
             .Where(g => (options.SkipVision && g.Name == "vision") || (options.SkipLanguageModel && g.Name == "language_model"))
             .SelectMany(g => g.Prefixes).Select(p => p + ".").ToList();
-        CheckpointLoader.Load(model, directory, options.Strict, skip, ModelFamilies.Of(model).TiedAliases(model));
+        CheckpointLoader.Load(model, directory, options.Strict, skip, ModelFamilies.Of(model).TiedAliases(model),
+            parts.Count == 0 ? null : module => QuantizationPlan.FormatOf(model, parts, module));
+        QuantizationPlan.Report(model, parts);
         return model;
     }
 

@@ -23,24 +23,39 @@ public sealed class Int8Weight : QuantizedWeight
     public override string Format => Int8;
     public override long Bytes => Values.numel() + 4 * RowAbsmax.numel();
 
+    /// <summary>Rows handled per pass: bounds the fp32 temporaries of a large weight to about 1 M values (cache-sized).</summary>
+    static long RowsPerChunk(long inFeatures) => Math.Max(1, (1L << 20) / Math.Max(1, inFeatures));
+
     public static Int8Weight Quantize(Tensor weightOutIn)
     {
-        Tensor q, absmax;
-        using (torch.NewDisposeScope())
+        long rows = weightOutIn.shape[0], cols = weightOutIn.shape[1];
+        var q = torch.empty(rows, cols, dtype: ScalarType.Int8);
+        var absmax = torch.empty(rows);
+        for (long start = 0; start < rows; start += RowsPerChunk(cols))
         {
-            var w = weightOutIn.detach().to(ScalarType.Float32);
+            using var scope = torch.NewDisposeScope();
+            long count = Math.Min(RowsPerChunk(cols), rows - start);
+            var w = weightOutIn.detach().narrow(0, start, count).to(ScalarType.Float32);
             var max = w.abs().amax(new long[] { 1 });
             var safe = torch.where(max.eq(0), torch.ones_like(max), max);
-            q = (w * 127 / safe.unsqueeze(1)).round().clamp(-127, 127).to(ScalarType.Int8).DetachFromDisposeScope();
-            absmax = max.DetachFromDisposeScope();
+            q.narrow(0, start, count).copy_((w * 127 / safe.unsqueeze(1)).round_().clamp_(-127, 127));
+            absmax.narrow(0, start, count).copy_(max);
         }
         return new Int8Weight(q, absmax);
     }
 
     public override Tensor Dequantize(ScalarType dtype)
     {
-        using var scope = torch.NewDisposeScope();
-        return (Values.to(ScalarType.Float32) * (RowAbsmax / 127).unsqueeze(1)).to(dtype).MoveToOuterDisposeScope();
+        long rows = OutFeatures;
+        var result = torch.empty(rows, InFeatures, dtype: dtype, device: Values.device);
+        for (long start = 0; start < rows; start += RowsPerChunk(InFeatures))
+        {
+            using var scope = torch.NewDisposeScope();
+            long count = Math.Min(RowsPerChunk(InFeatures), rows - start);
+            var scale = RowAbsmax.narrow(0, start, count).div(127).unsqueeze(1);
+            result.narrow(0, start, count).copy_(Values.narrow(0, start, count).to(ScalarType.Float32).mul_(scale));
+        }
+        return result;
     }
 
     public override void Dispose()

@@ -73,15 +73,27 @@ public sealed class Nf4Weight : QuantizedWeight
         return (n + 1) / 2 + (doubleQuant ? blocks + 4 * ((blocks + NestedBlockSize - 1) / NestedBlockSize) + 1024 : 4 * blocks) + 64;
     }
 
+    /// <summary>Values handled per pass when quantizing or dequantizing (a multiple of the block size): bounds the temporaries and keeps them in cache (2^20 decoded 1.6× faster than 2^22 here).</summary>
+    const long ChunkValues = 1L << 20;
+
     public static Nf4Weight Quantize(Tensor weightOutIn, bool doubleQuant = true)
     {
         using var scope = torch.NewDisposeScope();
-        long outF = weightOutIn.shape[0], inF = weightOutIn.shape[1];
-        var flat = weightOutIn.detach().to(ScalarType.Float32).reshape(-1);
-        var (blocks, absmax) = Blocks(flat, BlockSize);
+        long outF = weightOutIn.shape[0], inF = weightOutIn.shape[1], n = outF * inF;
+        var flat = weightOutIn.detach().reshape(-1);
         var code = torch.tensor(Levels);
-        var indices = Nearest(blocks / absmax.unsqueeze(1), code).reshape(-1)[..(int)flat.numel()];
-        var packed = Pack(indices);
+        var packed = torch.empty((n + 1) / 2, dtype: ScalarType.Byte);
+        var absmax = torch.empty((n + BlockSize - 1) / BlockSize);
+        // Chunk by chunk (block-aligned, so byte-aligned): a 7B layer's weight never has a full fp32 or int64 copy.
+        for (long start = 0; start < n; start += ChunkValues)
+        {
+            using var chunkScope = torch.NewDisposeScope();
+            long count = Math.Min(ChunkValues, n - start);
+            var (blocks, max) = Blocks(flat.narrow(0, start, count).to(ScalarType.Float32), BlockSize);
+            var indices = Nearest(blocks / max.unsqueeze(1), code).reshape(-1)[..(int)count];
+            packed.narrow(0, start / 2, (count + 1) / 2).copy_(Pack(indices));
+            absmax.narrow(0, start / BlockSize, max.shape[0]).copy_(max);
+        }
         Tensor? codes = null, nested = null, nestedCode = null;
         float offset = 0;
         if (doubleQuant)
@@ -95,16 +107,41 @@ public sealed class Nf4Weight : QuantizedWeight
         return new Nf4Weight(outF, inF, packed, code, BlockSize, doubleQuant ? null : absmax, codes, nested, nestedCode, offset);
     }
 
+    /// <summary>The fp32 scale of every block (double quantization undone).</summary>
+    Tensor Scales() => absmax ?? (nestedCode!.index_select(0, absmaxCodes!.to(ScalarType.Int32)).view(-1)
+        * nestedAbsmax!.repeat_interleave(nestedBlockSize)[..(int)absmaxCodes!.numel()]) + offset;
+
+    /// <summary>[256, 2]: the two levels a packed byte holds (high nibble first), so one gather decodes two values.</summary>
+    Tensor PairTable()
+    {
+        var index = torch.arange(256, dtype: ScalarType.Int64);
+        return torch.stack(new[] { code.index_select(0, index.bitwise_right_shift(4)), code.index_select(0, index.bitwise_and(15)) }, 1);
+    }
+
     public override Tensor Dequantize(ScalarType dtype)
     {
-        using var scope = torch.NewDisposeScope();
         long n = OutFeatures * InFeatures;
-        var scales = absmax ?? (nestedCode!.index_select(0, absmaxCodes!.to(ScalarType.Int64)).view(-1)
-            * nestedAbsmax!.repeat_interleave(nestedBlockSize)[..(int)absmaxCodes!.numel()]) + offset;
-        var indices = Unpack(packed)[..(int)n];
-        var values = code.index_select(0, indices);
-        var perValue = scales.repeat_interleave(blockSize)[..(int)n];
-        return (values * perValue).to(dtype).view(OutFeatures, InFeatures).MoveToOuterDisposeScope();
+        var result = torch.empty(n, dtype: dtype, device: packed.device);
+        using (torch.NewDisposeScope())
+        {
+            var scales = Scales();
+            var pairs = PairTable();
+            // Block-aligned chunks: one gather per byte gives two fp32 values, scaled per block, written (cast) into the result.
+            long chunk = ChunkValues / blockSize * blockSize;
+            for (long start = 0; start < n; start += chunk)
+            {
+                using var chunkScope = torch.NewDisposeScope();
+                long count = Math.Min(chunk, n - start), blocks = (count + blockSize - 1) / blockSize;
+                var values = pairs.index_select(0, packed.narrow(0, start / 2, (count + 1) / 2).to(ScalarType.Int32)).view(-1);
+                var blockScales = scales.narrow(0, start / blockSize, blocks);
+                var scaled = count % blockSize == 0
+                    ? values.view(blocks, blockSize).mul_(blockScales.unsqueeze(1)).view(-1)
+                    : values[..(int)count].mul(blockScales.repeat_interleave(blockSize)[..(int)count]);
+                result.narrow(0, start, count).copy_(scaled.narrow(0, 0, count));
+            }
+        }
+        // The flat handle goes now, not when the GC finalizes it: a forward's dequantized weight must not outlive its matmul.
+        using (result) return result.view(OutFeatures, InFeatures);
     }
 
     /// <summary>[blocks, size] zero-padded, and each block's absolute maximum (1 for an all-zero block, as 0/0 has no level).</summary>
@@ -129,13 +166,6 @@ public sealed class Nf4Weight : QuantizedWeight
         var even = indices.numel() % 2 == 0 ? indices : torch.cat(new[] { indices, torch.zeros(1, dtype: indices.dtype) });
         var pairs = even.view(-1, 2).to(ScalarType.Byte);
         return pairs[.., 0].bitwise_left_shift(4).bitwise_or(pairs[.., 1]);
-    }
-
-    static Tensor Unpack(Tensor packed)
-    {
-        var high = packed.bitwise_right_shift(4);
-        var low = packed.bitwise_and(15);
-        return torch.stack(new[] { high, low }, 1).reshape(-1).to(ScalarType.Int64);
     }
 
     /// <summary>bitsandbytes' create_dynamic_map(signed = true): 7 decades of linearly spaced fractions, both signs, 0 and 1.</summary>

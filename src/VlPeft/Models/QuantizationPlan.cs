@@ -1,13 +1,13 @@
-using VlPeft.Models;
 using VlPeft.Nn.Quantization;
 
-namespace VlPeft.Experiments;
+namespace VlPeft.Models;
 
 /// <summary>
 /// <c>model.quantize</c>: quantized storage for the linear weights of the frozen towers — <c>nf4</c>, <c>int8</c> or
 /// <c>none</c> for every frozen tower, or per part (<c>{vision: none, language_model: nf4}</c>, the model's frozen
-/// parameter groups). Applied after loading and the dtype cast, before adapters are attached; the compute dtype is
-/// the tower's (bf16 with <c>model.dtype: bf16</c>).
+/// parameter groups). Checkpoints are quantized while they load (<see cref="Loading.PretrainedOptions.Quantize"/>: each
+/// weight read, quantized and dropped before the next); a model built from scratch is quantized in place
+/// (<see cref="Apply"/>). The compute dtype is the tower's (bf16 with <c>model.dtype: bf16</c>).
 /// </summary>
 public static class QuantizationPlan
 {
@@ -41,7 +41,11 @@ public static class QuantizationPlan
     static string Format(string value, string key, string source) => QuantizedWeight.Formats.Contains(value) ? value
         : throw new BadInputException($"{key}: '{value}' is not one of {string.Join(", ", QuantizedWeight.Formats)}", source);
 
-    /// <summary>Quantizes every linear weight of the chosen parts; logs the bytes before and after.</summary>
+    /// <summary>The format for one module's weight under a parsed plan, or null.</summary>
+    public static string? FormatOf(VisionLanguageModel model, IReadOnlyDictionary<string, string> parts, string module) =>
+        model.ParameterGroups.FirstOrDefault(g => parts.ContainsKey(g.Name) && g.Contains(module + ".weight")) is { } group ? parts[group.Name] : null;
+
+    /// <summary>Quantizes every linear weight of the chosen parts in place; logs the bytes before and after.</summary>
     public static void Apply(VisionLanguageModel model, IReadOnlyDictionary<string, string> parts)
     {
         foreach (var (part, format) in parts)
@@ -59,6 +63,18 @@ public static class QuantizationPlan
                 count++;
             }
             Log.Info($"quantized {count} linear weights of {part} to {format}: {before / 1e6:F1} MB → {after / 1e6:F1} MB");
+        }
+    }
+
+    /// <summary>Logs what a quantized load holds per part.</summary>
+    public static void Report(VisionLanguageModel model, IReadOnlyDictionary<string, string> parts)
+    {
+        foreach (var (part, format) in parts)
+        {
+            var group = model.ParameterGroups.First(g => g.Name == part);
+            var layers = model.named_modules().Where(m => m.module is Nn.Linear { Quantized: not null } && group.Contains(m.name + ".weight"))
+                .Select(m => ((Nn.Linear)m.module).Quantized!).ToList();
+            Log.Info($"quantized {layers.Count} linear weights of {part} to {format} while loading: {layers.Sum(q => q.Bytes) / 1e6:F1} MB");
         }
     }
 
