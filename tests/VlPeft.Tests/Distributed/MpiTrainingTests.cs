@@ -110,6 +110,22 @@ public class MpiTrainingTests
 
     [SlowFact]
     [Trait("Category", "Slow")]
+    public void AdaLoRA_with_gradient_clipping_allocates_the_same_ranks_on_two_ranks_as_in_one_process()
+    {
+        using var dir = Setup(train: 84, epochs: 2, accumulation: 2);
+        // Importance scores come from the all-reduced gradients; clipping sees their global norm (a low max_grad_norm clips every step).
+        File.WriteAllText(dir.File("ada.yaml"), File.ReadAllText(dir.File("run.yaml"))
+            .Replace("  r: 4\n", "  peft_type: ADALORA\n  init_r: 6\n  target_r: 3\n  tinit: 2\n  tfinal: 2\n  deltaT: 2\n  lora_alpha: 8\n")
+            .Replace("  augment: false", "  augment: false\n  max_grad_norm: 0.05"));
+        AssertOk(Run(Cli, Train(dir, "ada.yaml", "one")));
+        AssertOk(Run(Mpirun, Ranks(2, Train(dir, "ada.yaml", "two"))));
+        Assert.Contains("\"rank_pattern\"", File.ReadAllText(dir.File("one/adapter/adapter_config.json")));
+        Assert.Equal(File.ReadAllText(dir.File("one/adapter/adapter_config.json")), File.ReadAllText(dir.File("two/adapter/adapter_config.json")));
+        Assert.Equal(File.ReadAllBytes(dir.File("one/adapter/adapter_model.safetensors")), File.ReadAllBytes(dir.File("two/adapter/adapter_model.safetensors")));
+    }
+
+    [SlowFact]
+    [Trait("Category", "Slow")]
     public void A_killed_rank_ends_the_job_and_the_resumed_run_ends_with_the_one_process_adapter()
     {
         using var dir = Setup(train: 240, epochs: 5, accumulation: 2);
