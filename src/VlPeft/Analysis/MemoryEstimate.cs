@@ -19,14 +19,18 @@ public sealed record MemoryEstimate(long WeightBytes, long GradientBytes, long O
 
     /// <param name="model">Built on the meta device, the plan applied (trainable = requires_grad).</param>
     /// <param name="frozenTowersBf16">The experiment's model.dtype bf16: frozen tower weights and their activations take 2 bytes.</param>
-    public static MemoryEstimate Of(VisionLanguageModel model, int batchSize, bool frozenTowersBf16)
+    /// <param name="quantizedFormat">model.quantize: the format of a frozen linear weight by parameter name (null: not quantized).</param>
+    public static MemoryEstimate Of(VisionLanguageModel model, int batchSize, bool frozenTowersBf16, Func<string, string?>? quantizedFormat = null)
     {
         long weights = 0, trainable = 0;
         foreach (var (name, p) in model.named_parameters())
         {
             long n = p.NumberOfElements;
             bool frozenTower = model.GroupOf(name) is { FrozenTower: true };
-            weights += n * (p.requires_grad || !frozenTower || !frozenTowersBf16 ? 4 : 2);
+            if (!p.requires_grad && quantizedFormat?.Invoke(name) is string format)
+                weights += Nn.Quantization.QuantizedWeight.BytesFor(format, p.shape[0], p.shape[1], 2);
+            else
+                weights += n * (p.requires_grad || !frozenTower || !frozenTowersBf16 ? 4 : 2);
             if (p.requires_grad) trainable += n;
         }
         long activationBytes = frozenTowersBf16 ? 2 : 4;

@@ -183,8 +183,11 @@ public static class ExperimentRunner
         if (!m.FromScratch && directory is null) return null;
         var meta = new ModelBuildOptions { Device = torch.META };
         using var model = directory is null ? ModelFamilies.FromPreset(m.Preset ?? "tiny-instructblip", meta) : ModelFamilies.FromConfigFile(directory, meta);
+        var parts = QuantizationPlan.Parse(m.Quantize, model, "model.quantize");
+        var linears = model.named_modules().Where(x => x.module is Nn.Linear).Select(x => x.name + ".weight").ToHashSet();
         PeftPlan.Resolve(config.Peft, model, totalSteps: 1000, source).Apply(model);
-        var estimate = MemoryEstimate.Of(model, config.Training.BatchSize, m.Dtype == "bf16");
+        var estimate = MemoryEstimate.Of(model, config.Training.BatchSize, m.Dtype == "bf16",
+            name => linears.Contains(name) ? QuantizationPlan.FormatOf(model, parts, name[..^7]) : null);
         long available = MemoryEstimate.AvailableBytes();
         Log.Info($"memory estimate: {estimate.Describe(config.Training.BatchSize)}; available {MemoryEstimate.Gb(available)}");
         int ranksHere = Distributed.Cluster.Current.RanksOnThisMachine;   // each MPI rank on this machine holds its own copy

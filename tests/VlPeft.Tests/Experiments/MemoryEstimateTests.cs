@@ -32,6 +32,14 @@ public class MemoryEstimateTests
         long frozenTower = model.named_parameters().Where(p => !p.parameter.requires_grad && model.GroupOf(p.name) is { FrozenTower: true }).Sum(p => p.parameter.NumberOfElements);
         Assert.Equal(4 * total - 2 * frozenTower, bf16.WeightBytes);
         Assert.Equal(fp32.ActivationBytes / 2, bf16.ActivationBytes, 1.0);
+
+        // nf4 frozen linear weights: each counted at its NF4 size (4096 values → 3204 bytes for 64 × 64) instead of 2 bytes a value.
+        var frozenLinears = model.named_modules().Where(m => m.module is VlPeft.Nn.Linear l && !l.weight.requires_grad && model.GroupOf(m.name + ".weight") is { FrozenTower: true })
+            .ToDictionary(m => m.name + ".weight", m => (VlPeft.Nn.Linear)m.module);
+        var nf4 = MemoryEstimate.Of(model, batchSize: 3, frozenTowersBf16: true, name => frozenLinears.ContainsKey(name) ? "nf4" : null);
+        long saved = frozenLinears.Values.Sum(l => 2 * l.OutFeatures * l.InFeatures - VlPeft.Nn.Quantization.QuantizedWeight.BytesFor("nf4", l.OutFeatures, l.InFeatures, 2));
+        Assert.True(saved > 0);
+        Assert.Equal(bf16.WeightBytes - saved, nf4.WeightBytes);
     }
 
     [Fact]
