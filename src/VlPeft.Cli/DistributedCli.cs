@@ -28,10 +28,11 @@ static class DistributedCli
             VlPeft.Log.Warning = _ => { };
         }
         int code = CliApp.Run(args, cluster.IsRoot ? Console.Out : TextWriter.Null, error);
+        // Rank 0's messages as they are; another rank's only when it failed (then they say which rank).
         string errors = error.ToString();
-        if (errors.Length > 0)
+        if (errors.Length > 0 && (cluster.IsRoot || code != CliApp.Success))
             foreach (var line in errors.TrimEnd('\n').Split('\n'))
-                Console.Error.WriteLine(code == CliApp.Success ? line : prefix + line);
+                Console.Error.WriteLine(cluster.IsRoot && code == CliApp.Success ? line : prefix + line);
         if (code != CliApp.Success)
         {
             Console.Error.Flush();

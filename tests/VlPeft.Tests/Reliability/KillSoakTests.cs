@@ -26,6 +26,19 @@ public class KillSoakTests
         return process;
     }
 
+    /// <summary>Whether a checkpoint write has begun; the folder may vanish under us (an --overwrite run clears it at start).</summary>
+    static bool WriteBegun(string checkpoints)
+    {
+        try
+        {
+            return Directory.EnumerateDirectories(checkpoints, "*.tmp-*").Any();
+        }
+        catch (DirectoryNotFoundException)
+        {
+            return false;
+        }
+    }
+
     [SlowFact]
     [Trait("Category", "Slow")]
     public void A_run_killed_ten_times_and_resumed_ends_with_the_uninterrupted_bytes()
@@ -71,7 +84,7 @@ public class KillSoakTests
             {
                 // The instant a checkpoint write has begun: a temporary folder beside checkpoints/last or best.
                 var checkpoints = Path.Combine(run, "checkpoints");
-                while (!process.HasExited && !(Directory.Exists(checkpoints) && Directory.EnumerateDirectories(checkpoints, "*.tmp-*").Any()))
+                while (!process.HasExited && !WriteBegun(checkpoints))
                     Thread.SpinWait(100);
             }
             if (!process.HasExited)
