@@ -75,8 +75,10 @@ static class QuantizedLoadBench
         using var model = PretrainedModel.Load(dir, options);
         long rssLoad = ProcessMemory.PeakRss();
         var lm = model.named_modules().Single(m => m.name == "language_model").module;
-        long lmBytes = lm.named_modules().Where(m => m.module is VlPeft.Nn.Linear { Quantized: not null }).Sum(m => ((VlPeft.Nn.Linear)m.module).Quantized!.Bytes)
-            + lm.named_parameters().Where(p => !IsPlaceholder(lm, p.name)).Sum(p => p.parameter.NumberOfElements * p.parameter.ElementSize);
+        var quantized = lm.named_modules().Where(m => m.module is VlPeft.Nn.Linear { Quantized: not null })
+            .ToDictionary(m => m.name + ".weight", m => ((VlPeft.Nn.Linear)m.module).Quantized!);
+        long lmBytes = quantized.Values.Sum(q => q.Bytes)   // codes and scales, not the zero-stride placeholders
+            + lm.named_parameters().Where(p => !quantized.ContainsKey(p.name)).Sum(p => p.parameter.NumberOfElements * p.parameter.ElementSize);
 
         Console.Error.WriteLine($"{mode} loaded: RSS {ProcessMemory.CurrentRss() / 1e9:F2} GB, peak {rssLoad / 1e9:F2} GB, after malloc_trim {Trimmed() / 1e9:F2} GB");
         var plan = ModelFamilies.Of(model).PeftPreset("llm-lora-all", model, 8);
@@ -117,7 +119,4 @@ static class QuantizedLoadBench
         malloc_trim(0);
         return ProcessMemory.CurrentRss();
     }
-
-    static bool IsPlaceholder(nn.Module lm, string parameter) =>
-        parameter.EndsWith(".weight") && lm.named_modules().FirstOrDefault(m => m.name == parameter[..^7]).module is VlPeft.Nn.Linear { Quantized: not null };
 }

@@ -55,8 +55,7 @@ public sealed class ChoiceTask : ITrainingTask
     {
         var generator = new TextGenerator(model, processor);
         predictions = PerRecord(records, r => AnswerParser(generator.Generate(r.ImagePath, prompt(r).Instruction, options), r));
-        var predicted = predictions;
-        return records.Count == 0 ? 0 : 100.0 * records.Count(r => predicted[r.Id] == r.Answer) / records.Count;
+        return Percent(records, predictions);
     }
 
     /// <summary>Ranking accuracy in percent, and the predicted index per record id.</summary>
@@ -68,9 +67,11 @@ public sealed class ChoiceTask : ITrainingTask
             var p = prompt(r);
             return ranker.Rank(r.ImagePath, p.Instruction, p.Candidates).Best;
         });
-        var predicted = predictions;
-        return records.Count == 0 ? 0 : 100.0 * records.Count(r => predicted[r.Id] == r.Answer) / records.Count;
+        return Percent(records, predictions);
     }
+
+    static double Percent(IReadOnlyList<ChoiceRecord> records, Dictionary<string, int> predictions) =>
+        records.Count == 0 ? 0 : 100.0 * records.Count(r => predictions[r.Id] == r.Answer) / records.Count;
 
     /// <summary>The predicted index per record id, chunks of records shared among the ranks of a distributed run.</summary>
     static Dictionary<string, int> PerRecord(IReadOnlyList<ChoiceRecord> records, Func<ChoiceRecord, int> predict)

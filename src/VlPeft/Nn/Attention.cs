@@ -21,11 +21,14 @@ public static class Attention
     /// </summary>
     public static Tensor Scaled(Tensor q, Tensor k, Tensor v, Tensor? additiveMask, double scale, double dropout, bool training, bool causal = false)
     {
-        if ((q.dtype == ScalarType.BFloat16 || q.dtype == ScalarType.Float16) && Environment.GetEnvironmentVariable("VLPEFT_SDPA") != "1") return Explicit(q, k, v, additiveMask, scale, dropout, training, causal);
+        if ((q.dtype == ScalarType.BFloat16 || q.dtype == ScalarType.Float16) && !SdpaForHalfPrecision) return Explicit(q, k, v, additiveMask, scale, dropout, training, causal);
         double defaultScale = 1.0 / Math.Sqrt(q.shape[^1]);
         if (Math.Abs(scale - defaultScale) > 1e-12) q = q * (scale / defaultScale);
         return F.scaled_dot_product_attention(q, k, v, additiveMask, training ? dropout : 0, causal);
     }
+
+    /// <summary>VLPEFT_SDPA=1: half precision through libtorch's SDPA too (read once: this is on every attention call).</summary>
+    static readonly bool SdpaForHalfPrecision = Environment.GetEnvironmentVariable("VLPEFT_SDPA") == "1";
 
     /// <summary>The same as explicit products (HF's eager attention), the softmax in fp32 for half-precision scores.</summary>
     static Tensor Explicit(Tensor q, Tensor k, Tensor v, Tensor? additiveMask, double scale, double dropout, bool training, bool causal)

@@ -26,15 +26,12 @@ public static class CheckpointLoader
         var quantized = BitsAndBytesWeights.Find(checkpoint.Entries.Select(e => e.Name).ToList());
         var consumed = new HashSet<string>();
         var linears = model.named_modules().Where(m => m.module is Nn.Linear).ToDictionary(m => m.name, m => (Nn.Linear)m.module);
-        if (quantized.Count > 0)
+        foreach (var (module, keys) in quantized)
         {
-            foreach (var (module, keys) in quantized)
-            {
-                if (!linears.TryGetValue(module, out var linear)) continue;   // reported as unexpected below
-                linear.weight.requires_grad = false;                            // a quantized weight is frozen
-                linear.UseQuantized(BitsAndBytesWeights.Read(checkpoint, module, keys));
-                consumed.UnionWith(keys);
-            }
+            if (!linears.TryGetValue(module, out var linear)) continue;   // reported as unexpected below
+            linear.weight.requires_grad = false;                            // a quantized weight is frozen
+            linear.UseQuantized(BitsAndBytesWeights.Read(checkpoint, module, keys));
+            consumed.UnionWith(keys);
         }
         var parameters = model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
         var skip = (skipPrefixes ?? Array.Empty<string>()).ToList();

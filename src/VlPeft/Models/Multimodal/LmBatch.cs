@@ -1,3 +1,4 @@
+using VlPeft.Text;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -23,31 +24,15 @@ public static class LmBatch
         var outputs = answers.Select(a => a.Length > maxOutputTokens ? a[..maxOutputTokens] : a).ToList();    // right truncation
         if (!decoderOnly)
         {
-            var (ids, mask) = Pad(inputs, padId);
-            var (labels, labelMask) = Pad(outputs, padId);
+            var (ids, mask) = PaddedIds.Of(inputs, padId);
+            var (labels, labelMask) = PaddedIds.Of(outputs, padId);
             return new Result(ids, mask, labels.masked_fill(labelMask.eq(0), -100));
         }
         var sequences = inputs.Zip(outputs, (i, o) => i.Concat(o).ToArray()).ToList();
-        var (seqIds, seqMask) = Pad(sequences, padId);
+        var (seqIds, seqMask) = PaddedIds.Of(sequences, padId);
         var targets = seqIds.masked_fill(seqMask.eq(0), -100);
         for (int b = 0; b < inputs.Count; b++)
             if (inputs[b].Length > 0) targets[b, ..inputs[b].Length] = -100;   // no loss on the instruction
         return new Result(seqIds, seqMask, targets);
-    }
-
-    /// <summary>Right padding to the longest sequence; mask 1 on tokens.</summary>
-    static (Tensor Ids, Tensor Mask) Pad(IReadOnlyList<int[]> sequences, int padId)
-    {
-        int length = Math.Max(1, sequences.Max(s => s.Length));
-        var ids = new long[sequences.Count * length];
-        var mask = new long[sequences.Count * length];
-        for (int b = 0; b < sequences.Count; b++)
-            for (int t = 0; t < length; t++)
-            {
-                bool token = t < sequences[b].Length;
-                ids[b * length + t] = token ? sequences[b][t] : padId;
-                mask[b * length + t] = token ? 1 : 0;
-            }
-        return (torch.tensor(ids).view(sequences.Count, length), torch.tensor(mask).view(sequences.Count, length));
     }
 }
