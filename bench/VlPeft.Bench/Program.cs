@@ -10,6 +10,7 @@ var benches = new Dictionary<string, Func<string[], int>>
     ["strided-linear"] = StridedLinearBench.Run,
     ["qformer-step"] = QFormerStepBench.Run,
     ["quantized-load"] = QuantizedLoadBench.Run,
+    ["dequantize"] = DequantizeBench.Run,
 };
 if (args.Length == 0 || !benches.TryGetValue(args[0], out var bench))
 {

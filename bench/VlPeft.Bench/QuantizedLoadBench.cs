@@ -71,6 +71,7 @@ static class QuantizedLoadBench
 
     static int Child(string dir, string mode)
     {
+        VlPeft.Runtime.NativeAllocator.KeepFreedBlocksForReuse();   // as the CLI does
         var options = new PretrainedOptions { DType = ScalarType.BFloat16, Quantize = mode == "bf16" ? null : new Dictionary<object, object> { ["language_model"] = mode } };
         using var model = PretrainedModel.Load(dir, options);
         long rssLoad = ProcessMemory.PeakRss();

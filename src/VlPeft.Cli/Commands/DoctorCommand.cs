@@ -33,6 +33,7 @@ static class DoctorCommand
         if (!r.NativeLoaded) return;
         o.WriteLine($"threads           {r.Threads}");
         o.WriteLine($"cpu avx512_bf16   {(r.CpuHasBf16 ? "yes" : "no")}");
+        o.WriteLine($"dequantize        {r.Dequantize}");
         o.WriteLine($"matmul {r.MatmulSize}x{r.MatmulSize}  fp32 {r.Fp32Gflops:F1} GFLOP/s, bf16 {r.Bf16Gflops:F1} GFLOP/s");
     }
 }

@@ -19,7 +19,8 @@ public sealed record DoctorReport(
     double? Bf16Gflops,
     [property: JsonPropertyName("mpi_version")] string? MpiVersion = null,
     [property: JsonPropertyName("mpi_error")] string? MpiError = null,
-    [property: JsonPropertyName("mpirun")] string? Mpirun = null)
+    [property: JsonPropertyName("mpirun")] string? Mpirun = null,
+    [property: JsonPropertyName("dequantize")] string? Dequantize = null)
 {
     public static DoctorReport Collect(int matmulSize = 512)
     {
@@ -31,7 +32,8 @@ public sealed record DoctorReport(
         if (error != null)
             return new DoctorReport(torchSharpVersion, null, false, path, error, 0, cpuBf16, matmulSize, null, null, mpiVersion, mpiError, mpirun);
         return new DoctorReport(torchSharpVersion, torch.__version__, true, path, null, torch.get_num_threads(),
-            cpuBf16, matmulSize, MatmulGflops(ScalarType.Float32, matmulSize), MatmulGflops(ScalarType.BFloat16, matmulSize), mpiVersion, mpiError, mpirun);
+            cpuBf16, matmulSize, MatmulGflops(ScalarType.Float32, matmulSize), MatmulGflops(ScalarType.BFloat16, matmulSize), mpiVersion, mpiError, mpirun,
+            VlPeft.Nn.Quantization.NativeDequantize.Describe());
     }
 
     /// <summary>Best of several square matmuls after a warm-up, in GFLOP/s (2·n³ flops each).</summary>

@@ -18,6 +18,20 @@ public static class NativeAllocator
 
     static bool tuned;
 
+    [DllImport("libc", EntryPoint = "malloc_trim")]
+    static extern int MallocTrim(nuint pad);
+
+    /// <summary>
+    /// Hands the free memory glibc keeps back to the system. After loading a checkpoint, whose per-tensor read buffers
+    /// the raised thresholds would otherwise keep for the life of the process (a quantized model's RSS would stay
+    /// near the full-precision size it was read in).
+    /// </summary>
+    public static void ReleaseFreeMemory()
+    {
+        if (!tuned) return;   // glibc's defaults already return large blocks when they are freed
+        MallocTrim(0);
+    }
+
     /// <summary>Returns true when the thresholds were raised (Linux glibc only; idempotent).</summary>
     public static bool KeepFreedBlocksForReuse()
     {

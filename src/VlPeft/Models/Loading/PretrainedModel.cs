@@ -42,6 +42,7 @@ public static class PretrainedModel
         CheckpointLoader.Load(model, directory, options.Strict, skip, ModelFamilies.Of(model).TiedAliases(model),
             parts.Count == 0 ? null : module => QuantizationPlan.FormatOf(model, parts, module));
         QuantizationPlan.Report(model, parts);
+        Runtime.NativeAllocator.ReleaseFreeMemory();   // the read buffers are gone: do not keep their pages
         return model;
     }
 

@@ -14,7 +14,7 @@ public sealed class Int8Weight : QuantizedWeight
         if (values.dtype != ScalarType.Int8) throw new BadInputException($"8-bit weight is {values.dtype}; expected int8");
         if (rowAbsmax.numel() != values.shape[0]) throw new BadInputException($"SCB has {rowAbsmax.numel()} values; the weight has {values.shape[0]} rows");
         // Owned from here on, whatever dispose scope the caller is in.
-        Values = values.DetachFromDisposeScope();
+        Values = values.contiguous().DetachFromDisposeScope();   // row-major, as the native kernels read it
         RowAbsmax = rowAbsmax.to(ScalarType.Float32).reshape(-1).DetachFromDisposeScope();
     }
 
@@ -44,16 +44,22 @@ public sealed class Int8Weight : QuantizedWeight
         return new Int8Weight(q, absmax);
     }
 
-    public override Tensor Dequantize(ScalarType dtype)
+    public override Device Device => Values.device;
+
+    internal override void DequantizeBlock(long row0, long rows, long col0, long cols, Tensor output, DequantizeKernel kernel) =>
+        NativeDequantize.Int8(this, row0, rows, col0, cols, output, kernel);
+
+    protected override Tensor DequantizeWithLibTorch(ScalarType dtype)
     {
         long rows = OutFeatures;
         var result = torch.empty(rows, InFeatures, dtype: dtype, device: Values.device);
+        using var scope = torch.NewDisposeScope();
+        var scales = RowAbsmax.div(127);   // fp32, as the native kernel computes it: both paths give the same bits
         for (long start = 0; start < rows; start += RowsPerChunk(InFeatures))
         {
-            using var scope = torch.NewDisposeScope();
+            using var chunkScope = torch.NewDisposeScope();
             long count = Math.Min(RowsPerChunk(InFeatures), rows - start);
-            var scale = RowAbsmax.narrow(0, start, count).div(127).unsqueeze(1);
-            result.narrow(0, start, count).copy_(Values.narrow(0, start, count).to(ScalarType.Float32).mul_(scale));
+            result.narrow(0, start, count).copy_(Values.narrow(0, start, count).to(ScalarType.Float32).mul_(scales.narrow(0, start, count).unsqueeze(1)));
         }
         return result;
     }

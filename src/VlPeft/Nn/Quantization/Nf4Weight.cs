@@ -57,6 +57,7 @@ public sealed class Nf4Weight : QuantizedWeight
     public override string Format { get; }
     public bool DoubleQuant => absmaxCodes is not null;
     public int BlockSizeUsed => blockSize;
+    public int NestedBlockSizeUsed => nestedBlockSize;
     public float Offset => offset;
     public Tensor Packed => packed;
     public Tensor Code => code;
@@ -118,7 +119,12 @@ public sealed class Nf4Weight : QuantizedWeight
         return torch.stack(new[] { code.index_select(0, index.bitwise_right_shift(4)), code.index_select(0, index.bitwise_and(15)) }, 1);
     }
 
-    public override Tensor Dequantize(ScalarType dtype)
+    public override Device Device => packed.device;
+
+    internal override void DequantizeBlock(long row0, long rows, long col0, long cols, Tensor output, DequantizeKernel kernel) =>
+        NativeDequantize.FourBit(this, row0, rows, col0, cols, output, kernel);
+
+    protected override Tensor DequantizeWithLibTorch(ScalarType dtype)
     {
         long n = OutFeatures * InFeatures;
         var result = torch.empty(n, dtype: dtype, device: packed.device);

@@ -26,8 +26,26 @@ public abstract class QuantizedWeight : IDisposable
     /// <summary>Bytes held (codes and scales), for reports.</summary>
     public abstract long Bytes { get; }
 
-    /// <summary>The weight [out, in] in <paramref name="dtype"/>.</summary>
-    public abstract Tensor Dequantize(ScalarType dtype);
+    /// <summary>Where the codes live.</summary>
+    public abstract Device Device { get; }
+
+    /// <summary>The weight [out, in] in <paramref name="dtype"/> (every kernel gives the same bits; tests pick one).</summary>
+    public Tensor Dequantize(ScalarType dtype, DequantizeKernel kernel = DequantizeKernel.Best)
+    {
+        kernel = NativeDequantize.Resolve(kernel, Device, dtype);
+        if (kernel == DequantizeKernel.LibTorch) return DequantizeWithLibTorch(dtype);
+        var result = torch.empty(OutFeatures, InFeatures, dtype: dtype, device: Device);
+        DequantizeBlock(0, OutFeatures, 0, InFeatures, result, kernel);
+        return result;
+    }
+
+    protected abstract Tensor DequantizeWithLibTorch(ScalarType dtype);
+
+    /// <summary>
+    /// Rows [row0, row0 + rows) × columns [col0, col0 + cols) of the weight written into <paramref name="output"/>
+    /// (contiguous [rows, cols], fp32 or bf16, CPU) by a native kernel (one that <see cref="NativeDequantize.Resolve"/> gave).
+    /// </summary>
+    internal abstract void DequantizeBlock(long row0, long rows, long col0, long cols, Tensor output, DequantizeKernel kernel);
 
     /// <summary>Quantizes a weight given as [out, in].</summary>
     public static QuantizedWeight Create(string format, Tensor weightOutIn, bool doubleQuant = true) => format switch
