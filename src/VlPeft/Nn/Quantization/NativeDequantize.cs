@@ -32,7 +32,7 @@ public static class NativeDequantize
         // libtorch first, so that the library's libgomp.so.1 resolves to the one libtorch loaded (one thread pool).
         torch.get_num_threads();
         try { return ((DequantizeKernel)vlpeft_best_isa(), ""); }
-        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { return (DequantizeKernel.LibTorch, $"lib{Library}.so not found: {e.Message.Split('\n')[0]}"); }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { return (DequantizeKernel.LibTorch, $"lib{Library}.so did not load: was g++ missing when VlPeft was built?"); }
     });
 
     /// <summary>The best kernel on this machine (LibTorch when the native library is absent or switched off).</summary>
