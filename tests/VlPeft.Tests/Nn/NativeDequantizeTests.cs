@@ -75,6 +75,22 @@ public class NativeDequantizeTests
                 }
     }
 
+    [Fact]
+    public void A_block_outside_the_weight_or_a_wrong_output_is_refused_before_native_code_runs()
+    {
+        if (NativeDequantize.Best == DequantizeKernel.LibTorch) return;
+        using var q = Make("nf4", 8, 64, doubleQuant: true, seed: 15);
+        using var output = torch.empty(2, 64);
+        Assert.Throws<ArgumentOutOfRangeException>(() => q.DequantizeBlock(7, 2, 0, 64, output, NativeDequantize.Best));
+        Assert.Throws<ArgumentOutOfRangeException>(() => q.DequantizeBlock(0, 2, 1, 64, output, NativeDequantize.Best));
+        using var wrongShape = torch.empty(2, 63);
+        Assert.Throws<ArgumentException>(() => q.DequantizeBlock(0, 2, 0, 64, wrongShape, NativeDequantize.Best));
+        using var strided = torch.empty(64, 2).t();
+        Assert.Throws<ArgumentException>(() => q.DequantizeBlock(0, 2, 0, 64, strided, NativeDequantize.Best));
+        using var packed = torch.zeros(256, dtype: ScalarType.Int16);
+        Assert.Throws<BadInputException>(() => new Nf4Weight(8, 64, packed, torch.tensor(Nf4Weight.Levels), 64, torch.ones(8)));
+    }
+
     [Theory]
     [InlineData("nf4", ScalarType.Float32, 1e-5)]
     [InlineData("int8", ScalarType.Float32, 1e-5)]

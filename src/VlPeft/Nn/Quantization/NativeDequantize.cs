@@ -54,16 +54,23 @@ public static class NativeDequantize
     static IntPtr Data(Tensor? t) => t is null ? IntPtr.Zero : THSTensor_data(t.Handle);
     static int OutType(ScalarType dtype) => dtype == ScalarType.Float32 ? 0 : 1;
 
+    static void CheckBlock(QuantizedWeight w, long row0, long rows, long col0, long cols, Tensor output)
+    {
+        if (row0 < 0 || rows < 0 || row0 + rows > w.OutFeatures || col0 < 0 || cols < 0 || col0 + cols > w.InFeatures)
+            throw new ArgumentOutOfRangeException(nameof(row0), $"rows {row0}+{rows} × columns {col0}+{cols} are outside the [{w.OutFeatures}, {w.InFeatures}] weight");
+        CheckOutput(output, rows, cols);
+    }
+
     static void CheckOutput(Tensor output, long rows, long cols)
     {
-        if (!output.is_contiguous() || output.numel() != rows * cols || output.dtype is not (ScalarType.Float32 or ScalarType.BFloat16))
-            throw new ArgumentException($"output must be a contiguous fp32 or bf16 [{rows}, {cols}]");
+        if (output.device_type != DeviceType.CPU || !output.is_contiguous() || output.numel() != rows * cols || output.dtype is not (ScalarType.Float32 or ScalarType.BFloat16))
+            throw new ArgumentException($"output must be a contiguous fp32 or bf16 CPU tensor [{rows}, {cols}]");
     }
 
     /// <summary>A block of a 4-bit weight; its scales (double-quantized or not) are decoded per block inside the kernel.</summary>
     internal static void FourBit(Nf4Weight w, long row0, long rows, long col0, long cols, Tensor output, DequantizeKernel kernel)
     {
-        CheckOutput(output, rows, cols);
+        CheckBlock(w, row0, rows, col0, cols, output);
         vlpeft_dequantize_4bit(Data(w.Packed), Data(w.Absmax), Data(w.AbsmaxCodes), Data(w.NestedCode), Data(w.NestedAbsmax), w.NestedBlockSizeUsed,
             w.Offset, Data(w.Code), w.BlockSizeUsed, w.InFeatures, row0, rows, col0, cols, Data(output), OutType(output.dtype), (int)kernel);
         GC.KeepAlive(w); GC.KeepAlive(output);
@@ -72,7 +79,7 @@ public static class NativeDequantize
     /// <summary>A block of an int8 weight from its values and row absolute maxima (each row scaled by absmax / 127).</summary>
     internal static void Int8(Int8Weight w, long row0, long rows, long col0, long cols, Tensor output, DequantizeKernel kernel)
     {
-        CheckOutput(output, rows, cols);
+        CheckBlock(w, row0, rows, col0, cols, output);
         vlpeft_dequantize_int8(Data(w.Values), Data(w.RowAbsmax), w.InFeatures, row0, rows, col0, cols, Data(output), OutType(output.dtype), (int)kernel);
         GC.KeepAlive(w); GC.KeepAlive(output);
     }

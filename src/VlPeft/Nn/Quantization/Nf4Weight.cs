@@ -41,6 +41,8 @@ public sealed class Nf4Weight : QuantizedWeight
         long n = outFeatures * inFeatures, blocks = (n + blockSize - 1) / blockSize;
         if (packed.numel() != (n + 1) / 2) throw new BadInputException($"4-bit weight holds {packed.numel()} bytes; [{outFeatures}, {inFeatures}] needs {(n + 1) / 2}");
         if (code.numel() != 16) throw new BadInputException($"4-bit quant_map has {code.numel()} values; expected 16");
+        if (packed.dtype != ScalarType.Byte || absmaxCodes is { dtype: not ScalarType.Byte })
+            throw new BadInputException($"4-bit weight codes are {packed.dtype}{(absmaxCodes is null ? "" : $", absmax codes {absmaxCodes.dtype}")}; expected uint8");
         var scales = absmax ?? absmaxCodes ?? throw new ArgumentException("absmax or its codes are required");
         if (scales.numel() != blocks) throw new BadInputException($"4-bit absmax has {scales.numel()} values; {n} values in blocks of {blockSize} need {blocks}");
         if (absmaxCodes is not null && (nestedAbsmax is null || nestedCode is null || nestedCode.numel() != 256
