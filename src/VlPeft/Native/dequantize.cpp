@@ -1,10 +1,10 @@
 // Dequantization kernels for the quantized frozen base (Nn/Quantization): one pass from the stored codes to the compute
-// dtype, where libtorch needs a gather, a multiply and a cast (three memory passes and temporaries). Built by
+// dtype, where libtorch needs a gather, a multiply and a cast (three memory passes and their temporaries). Built by
 // src/VlPeft/VlPeft.csproj with the system C++ compiler into libvlpeft_native.so; without it the C# side falls back to
-// libtorch operations. Rows are split over OpenMP threads: the library is linked against libgomp.so.1, which
-// resolves to the libgomp libtorch loaded (same soname), so the kernels and libtorch's matmuls share one thread pool
-// instead of two pools contending for the cores. Every path computes value = level · scale in fp32 and rounds to bf16 to nearest even, as
-// libtorch's cast does, so all paths give the same bits.
+// libtorch operations. Rows are split over OpenMP threads: the library links libgomp.so.1, which resolves to the
+// libgomp libtorch loaded (same soname), so the kernels and libtorch's matmuls share one thread pool instead of two
+// pools contending for the cores. Every path computes value = level · scale in fp32 (no fused multiply-add: built with
+// -ffp-contract=off) and rounds to bf16 to nearest even as libtorch's cast does, so all paths give the same bits.
 #include <cstdint>
 #include <algorithm>
 #include <cstring>
