@@ -14,7 +14,9 @@ public sealed class Embedding : nn.Module<Tensor, Tensor>
     public Embedding(long count, long dim, Device? device = null) : base("Embedding")
     {
         var table = torch.empty(count, dim, device: device);
-        if (table.device_type != DeviceType.META) using (torch.no_grad()) table.normal_();
+        // A table the checkpoint loader will fill (Linear.DeferWeightAllocation) stays untouched: initialising it would
+        // fault in its fp32 pages (a 7B vocabulary: 524 MB) only to overwrite them.
+        if (table.device_type != DeviceType.META && !Linear.WeightsDeferred) using (torch.no_grad()) table.normal_();
         _weight = new TorchSharp.Modules.Parameter(table);
         RegisterComponents();
     }

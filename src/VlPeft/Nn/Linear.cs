@@ -39,6 +39,9 @@ public sealed class Linear : nn.Module<Tensor, Tensor>
 
     [ThreadStatic] static bool deferWeights;
 
+    /// <summary>Whether layers built now wait for a checkpoint's values (<see cref="DeferWeightAllocation"/>).</summary>
+    internal static bool WeightsDeferred => deferWeights;
+
     /// <summary>
     /// While the returned handle lives, new layers leave their weight unallocated (meta device): a checkpoint loader then
     /// gives each its values (<see cref="LoadWeight"/>), quantized or not, so a model never holds a second full copy.

@@ -82,6 +82,11 @@ public class CheckpointLoadingTests
         var missing = Assert.Throws<BadInputException>(() => PretrainedModel.Load(dir.Path));
         Assert.Contains("1 missing key(s): qformer.encoder.layer.1.attention.attention.key.weight", missing.Message);
 
+        // With a dtype the layers wait for the checkpoint (tables are left uninitialised): a missing table is as clear an error.
+        WriteCheckpoint(dir.Path, source, (n, p) => n == "qformer.embeddings.word_embeddings.weight" ? null : (n, p));
+        var missingTable = Assert.Throws<BadInputException>(() => PretrainedModel.Load(dir.Path, new PretrainedOptions { DType = ScalarType.BFloat16 }));
+        Assert.Contains("1 missing key(s): qformer.embeddings.word_embeddings.weight", missingTable.Message);
+
         WriteCheckpoint(dir.Path, source, (n, p) => n == "query_tokens" ? ("query_token", p) : (n, p));
         var renamed = Assert.Throws<BadInputException>(() => PretrainedModel.Load(dir.Path));
         Assert.Contains("missing key(s): query_tokens", renamed.Message);

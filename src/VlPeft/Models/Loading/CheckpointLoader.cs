@@ -61,11 +61,16 @@ public static class CheckpointLoader
             if (!entry.Shape.SequenceEqual(target.shape))
                 throw new BadInputException($"checkpoint tensor '{key}' has shape [{string.Join(", ", entry.Shape)}] but the model expects [{string.Join(", ", target.shape)}]",
                     checkpoint.FileOf(key));
-            using var value = checkpoint.ReadTensor(key);
-            if (key.EndsWith(".weight", StringComparison.Ordinal) && linears.TryGetValue(key[..^7], out var layer) && layer.WeightPending)
-                layer.LoadWeight(value, quantizeTo?.Invoke(key[..^7]));   // one tensor at a time: read, quantized or kept, next
-            else
-                target.copy_(value);
+            using (var value = checkpoint.ReadTensor(key))
+            {
+                if (key.EndsWith(".weight", StringComparison.Ordinal) && linears.TryGetValue(key[..^7], out var layer) && layer.WeightPending)
+                    layer.LoadWeight(value, quantizeTo?.Invoke(key[..^7]));   // one tensor at a time: read, quantized or kept, next
+                else
+                    target.copy_(value);
+            }
+            // A large read buffer is gone: its pages go back now (the CLI's malloc thresholds would keep them), so a load
+            // peaks at about the model plus one tensor.
+            if (entry.ByteLength >= 64L << 20) Runtime.NativeAllocator.ReleaseFreeMemory();
             loaded.Add(key);
         }
         var pending = linears.Where(l => l.Value.WeightPending && !skip.Any(p => (l.Key + ".weight").StartsWith(p, StringComparison.Ordinal))).Select(l => l.Key + ".weight").ToList();
