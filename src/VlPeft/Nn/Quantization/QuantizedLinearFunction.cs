@@ -93,8 +93,10 @@ sealed class QuantizedLinearFunction : torch.autograd.SingleTensorFunction<Quant
         long tokens = dy2.shape[0], inF = weight.InFeatures, outF = weight.OutFeatures;
         var dx = torch.empty(tokens, inF, dtype: dy2.dtype, device: dy2.device);
         using var scope = torch.NewDisposeScope();
-        // Whole 64-column groups keep a 4-bit tile's rows on block boundaries when the row length allows it.
-        long colsPerTile = Math.Min(inF, Math.Max(64, tileValues / outF / 64 * 64));
+        // Tiles of equal width (a narrow last tile is a slow matmul) in whole 64-column groups, which keep a 4-bit tile's
+        // rows on block boundaries when the row length allows it.
+        long maxCols = Math.Max(64, tileValues / outF / 64 * 64), tiles = (inF + maxCols - 1) / maxCols;
+        long colsPerTile = Math.Min(inF, ((inF + tiles - 1) / tiles + 63) / 64 * 64);
         var buffer = TileBuffer(outF * colsPerTile, dy2.dtype);
         for (long col0 = 0; col0 < inF; col0 += colsPerTile)
         {
