@@ -27,11 +27,42 @@ public class NativeDequantizeTests
     [Fact]
     public void The_build_provides_the_native_kernels_on_linux_x64_with_gxx()
     {
-        bool gxx = (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':').Any(d => File.Exists(Path.Combine(d, "g++")));
-        if (!OperatingSystem.IsLinux() || System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture != System.Runtime.InteropServices.Architecture.X64 || !gxx)
+        if (!OperatingSystem.IsLinux() || System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture != System.Runtime.InteropServices.Architecture.X64 || GxxOnPath() is null)
             return;   // the build warned and the libtorch path serves
         Assert.NotEqual(DequantizeKernel.LibTorch, NativeDequantize.Best);
         Assert.StartsWith("native kernels, ", NativeDequantize.Describe());
+    }
+
+    static string? GxxOnPath() =>
+        (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':').Select(d => Path.Combine(d, "g++")).FirstOrDefault(File.Exists);
+
+    [Fact]
+    public void The_kernels_read_and_write_only_their_buffers_and_match_a_scalar_reference_under_sanitizers()
+    {
+        // Nn/Native/dequantize_checked.cpp: random blocks over exact-size heap buffers, built with the kernels'
+        // source under AddressSanitizer and UndefinedBehaviorSanitizer.
+        if (GxxOnPath() is not string gxx || !OperatingSystem.IsLinux()) return;
+        using var dir = new TempDirectory();
+        string binary = Path.Combine(dir.Path, "dequantize_checked");
+        var (code, output) = Run(gxx, "-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer",
+            "-ffp-contract=off", "-fopenmp", "-std=c++17", RepoPath.Of("tests", "VlPeft.Tests", "Nn", "Native", "dequantize_checked.cpp"),
+            RepoPath.Of("src", "VlPeft", "Native", "dequantize.cpp"), "-o", binary);
+        Assert.True(code == 0, output);
+        (code, output) = Run(binary);
+        Assert.True(code == 0, output);
+        Assert.StartsWith("ok: ", output);
+    }
+
+    static (int Code, string Output) Run(string program, params string[] args)
+    {
+        var info = new System.Diagnostics.ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in args) info.ArgumentList.Add(a);
+        info.Environment["ASAN_OPTIONS"] = "detect_leaks=0";
+        using var process = System.Diagnostics.Process.Start(info)!;
+        var stderr = process.StandardError.ReadToEndAsync();
+        string stdout = process.StandardOutput.ReadToEnd();
+        process.WaitForExit();
+        return (process.ExitCode, stdout + stderr.Result);
     }
 
     [Theory]

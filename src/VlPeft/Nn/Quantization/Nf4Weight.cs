@@ -49,7 +49,7 @@ public sealed class Nf4Weight : QuantizedWeight
                 || nestedAbsmax.numel() != (blocks + nestedBlockSize - 1) / nestedBlockSize))
             throw new BadInputException("double-quantized 4-bit absmax needs nested_absmax (one per block of the absmax values) and a 256-value nested_quant_map");
         // Owned from here on, whatever dispose scope the caller is in.
-        static Tensor Own(Tensor t, ScalarType? dtype = null) => (dtype is ScalarType d ? t.to(d) : t).reshape(-1).DetachFromDisposeScope();
+        static Tensor Own(Tensor t, ScalarType? dtype = null) => (dtype is ScalarType d ? t.to(d) : t).reshape(-1).contiguous().DetachFromDisposeScope();   // flat, as the native kernels read it
         (this.packed, this.code, this.blockSize, this.absmax, this.absmaxCodes, this.nestedAbsmax, this.nestedCode, this.offset, this.nestedBlockSize) =
             (Own(packed), Own(code, ScalarType.Float32), blockSize, absmax is null ? null : Own(absmax, ScalarType.Float32), absmaxCodes is null ? null : Own(absmaxCodes),
              nestedAbsmax is null ? null : Own(nestedAbsmax, ScalarType.Float32), nestedCode is null ? null : Own(nestedCode, ScalarType.Float32), offset, nestedBlockSize);
