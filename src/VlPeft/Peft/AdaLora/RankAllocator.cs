@@ -78,6 +78,10 @@ public sealed class RankAllocator
     public void UpdateImportance()
     {
         using var _ = torch.no_grad();
+        // Explicit scalars, held until the loop ends: TorchSharp's `double * tensor` makes a Scalar that nothing
+        // references during the native call, and a garbage collection on another thread can finalize it mid-call
+        // ("Unknown scalar type", seen once in CI here; dotnet/TorchSharp#1434).
+        using Scalar beta1 = config.Beta1, rest1 = 1 - config.Beta1, beta2 = config.Beta2, rest2 = 1 - config.Beta2;
         foreach (var (key, p) in ScoredParameters())
         {
             using var scope = torch.NewDisposeScope();
@@ -85,8 +89,8 @@ public sealed class RankAllocator
             var ipt = (p * grad).abs();
             var ema = smoothedSensitivity.TryGetValue(key, out var e) ? e : torch.zeros_like(p);
             var unc = uncertainty.TryGetValue(key, out var u) ? u : torch.zeros_like(p);
-            var newEma = config.Beta1 * ema + (1 - config.Beta1) * ipt;
-            var newUnc = config.Beta2 * unc + (1 - config.Beta2) * (ipt - newEma).abs();
+            var newEma = ema.mul(beta1) + ipt.mul(rest1);
+            var newUnc = unc.mul(beta2) + (ipt - newEma).abs().mul(rest2);
             Store(sensitivity, key, ipt);
             Store(smoothedSensitivity, key, newEma);
             Store(uncertainty, key, newUnc);
