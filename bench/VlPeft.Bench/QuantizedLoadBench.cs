@@ -76,8 +76,7 @@ static class QuantizedLoadBench
         using var model = PretrainedModel.Load(dir, options);
         long rssLoad = ProcessMemory.PeakRss();
         var lm = model.named_modules().Single(m => m.name == "language_model").module;
-        var quantized = lm.named_modules().Where(m => m.module is VlPeft.Nn.Linear { Quantized: not null })
-            .ToDictionary(m => m.name + ".weight", m => ((VlPeft.Nn.Linear)m.module).Quantized!);
+        var quantized = QuantizationPlan.QuantizedLinears(lm).ToDictionary(l => l.Name + ".weight", l => l.Layer.Quantized!);
         long lmBytes = quantized.Values.Sum(q => q.Bytes)   // codes and scales, not the zero-stride placeholders
             + lm.named_parameters().Where(p => !quantized.ContainsKey(p.name)).Sum(p => p.parameter.NumberOfElements * p.parameter.ElementSize);
 

@@ -36,7 +36,7 @@ static class MergeCommand
             using var loaded = PretrainedModel.Load(baseDir, new PretrainedOptions { Quantize = parse.GetValue(quantize) });
             // Tokenizers only for --verify: a base without them still merges.
             var processor = parse.GetValue(verify) ? ModelFamilies.Of(loaded).LoadProcessor(loaded, baseDir) : null;
-            var quantizedLayers = QuantizedLayers(loaded);
+            var quantizedLayers = QuantizationPlan.QuantizedLinears(loaded).Select(l => (l.Name, l.Layer, l.Layer.Quantized!.Format)).ToList();
             var peft = PeftFiles.LoadAll(loaded, parse.GetValue(adapter)!);
             using var before = processor is null ? null : VerificationLogits(loaded, processor);
             peft.MergeAndUnload(safe: true);   // a quantized layer is dequantized first: the merge adds to the weights training saw
@@ -68,10 +68,6 @@ static class MergeCommand
         }));
         return command;
     }
-
-    static List<(string Name, Nn.Linear Layer, string Format)> QuantizedLayers(VisionLanguageModel model) =>
-        model.named_modules().Where(m => m.module is Nn.Linear { Quantized: not null })
-            .Select(m => (m.name, (Nn.Linear)m.module, ((Nn.Linear)m.module).Quantized!.Format)).ToList();
 
     /// <summary>Logits of two fixed examples (a blank image, a seeded noise image) with a fixed instruction and target.</summary>
     static Tensor VerificationLogits(VisionLanguageModel model, VisionLanguageProcessor processor)

@@ -66,14 +66,17 @@ public static class QuantizationPlan
         }
     }
 
+    /// <summary>The linear layers under a module whose weight is held quantized, by module name.</summary>
+    public static IEnumerable<(string Name, Nn.Linear Layer)> QuantizedLinears(TorchSharp.torch.nn.Module module) =>
+        module.named_modules().Where(m => m.module is Nn.Linear { Quantized: not null }).Select(m => (m.name, (Nn.Linear)m.module));
+
     /// <summary>Logs what a quantized load holds per part.</summary>
     public static void Report(VisionLanguageModel model, IReadOnlyDictionary<string, string> parts)
     {
         foreach (var (part, format) in parts)
         {
             var group = model.ParameterGroups.First(g => g.Name == part);
-            var layers = model.named_modules().Where(m => m.module is Nn.Linear { Quantized: not null } && group.Contains(m.name + ".weight"))
-                .Select(m => ((Nn.Linear)m.module).Quantized!).ToList();
+            var layers = QuantizedLinears(model).Where(l => group.Contains(l.Name + ".weight")).Select(l => l.Layer.Quantized!).ToList();
             Log.Info($"quantized {layers.Count} linear weights of {part} to {format} while loading: {layers.Sum(q => q.Bytes) / 1e6:F1} MB");
         }
     }
@@ -81,7 +84,7 @@ public static class QuantizationPlan
     /// <summary>A PEFT plan that would train a quantized weight (full fine-tuning of a quantized part) is refused.</summary>
     public static void RefuseTrainingQuantized(VisionLanguageModel model, string source)
     {
-        var trained = model.named_modules().Where(m => m.module is Nn.Linear { Quantized: not null } l && l.weight.requires_grad).Select(m => m.name).ToList();
+        var trained = QuantizedLinears(model).Where(l => l.Layer.weight.requires_grad).Select(l => l.Name).ToList();
         if (trained.Count > 0)
             throw new BadInputException($"the plan trains quantized weights ({string.Join(", ", trained.Take(3))}{(trained.Count > 3 ? ", …" : "")}): leave that part unquantized (model.quantize) or train adapters on it", source);
     }

@@ -76,6 +76,7 @@ public static class CheckpointLoader
         var pending = linears.Where(l => l.Value.WeightPending && !skip.Any(p => (l.Key + ".weight").StartsWith(p, StringComparison.Ordinal))).Select(l => l.Key + ".weight").ToList();
         if (pending.Count > 0 && !strict)
             throw new BadInputException($"checkpoint lacks {pending.Count} linear weight(s) that have no other source: {string.Join(", ", pending.Take(5))}", checkpoint.Path);
+        Runtime.NativeAllocator.ReleaseFreeMemory();   // nor the smaller read buffers, now that all are gone
         var missing = parameters.Keys.Where(k => !loaded.Contains(k) && !skip.Any(p => k.StartsWith(p, StringComparison.Ordinal))).ToList();
         if (strict && (missing.Count > 0 || unexpected.Count > 0))
             throw new BadInputException(Describe(missing, unexpected), checkpoint.Path);

@@ -42,7 +42,6 @@ public static class PretrainedModel
         CheckpointLoader.Load(model, directory, options.Strict, skip, ModelFamilies.Of(model).TiedAliases(model),
             parts.Count == 0 ? null : module => QuantizationPlan.FormatOf(model, parts, module));
         QuantizationPlan.Report(model, parts);
-        Runtime.NativeAllocator.ReleaseFreeMemory();   // the read buffers are gone: do not keep their pages
         return model;
     }
 
@@ -75,8 +74,7 @@ public static class PretrainedModel
     public static void Save(VisionLanguageModel model, string directory)
     {
         Directory.CreateDirectory(directory);
-        var quantized = model.named_modules().Where(m => m.module is Nn.Linear { Quantized: not null })
-            .ToDictionary(m => m.name, m => ((Nn.Linear)m.module).Quantized!);
+        var quantized = QuantizationPlan.QuantizedLinears(model).ToDictionary(l => l.Name, l => l.Layer.Quantized!);
         var tensors = model.named_parameters().Where(p => !(p.name.EndsWith(".weight") && quantized.ContainsKey(p.name[..^7])))
             .ToDictionary(p => p.name, p => (Tensor)p.parameter);
         foreach (var (module, weight) in quantized)
