@@ -5,23 +5,33 @@ using static TorchSharp.torch;
 namespace VlPeft.Bench;
 
 /// <summary>
-/// One LLaMA-7B MLP weight [11008, 4096] at 256 tokens (bf16): milliseconds to decode the whole weight with each
+/// LLaMA-7B's MLP weights [11008, 4096] and [4096, 11008] at 256 tokens (bf16): milliseconds to decode the whole weight with each
 /// kernel (libtorch operations, and the native ones this CPU has, into a buffer allocated once), the tiled quantized
-/// forward and dx beside the dense bf16 matmuls they replace, and a LoRA r = 8 layer's forward + backward over a
-/// bf16, int8 and nf4 base.
+/// forward and dx beside the dense bf16 matmuls they replace, a LoRA r = 8 layer's forward + backward over a
+/// bf16, int8 and nf4 base, and the lookup of the tokens in a LLaMA-7B token table [32000, 4096] held quantized.
 /// </summary>
 static class DequantizeBench
 {
     public static int Run(string[] args)
     {
         VlPeft.Runtime.NativeAllocator.KeepFreedBlocksForReuse();   // as the CLI does
-        long outF = 11008, inF = 4096, tokens = args.Length > 0 ? long.Parse(args[0]) : 256;
+        long tokens = args.Length > 0 ? long.Parse(args[0]) : 256;
+        Console.WriteLine($"{tokens} tokens, bf16, {torch.get_num_threads()} threads; dequantization: {NativeDequantize.Describe()}");
+        // LLaMA-7B's MLP weights: gate/up [11008, 4096] and down [4096, 11008] (rows of 11008 values: fewer per tile).
+        foreach (var (outF, inF) in new[] { (11008L, 4096L), (4096L, 11008L) }) Matmuls(outF, inF, tokens);
+        LayerStep(4096, 11008, tokens);
+        TableLookup(tokens);
+        return 0;
+    }
+
+    static void Matmuls(long outF, long inF, long tokens)
+    {
         torch.manual_seed(0);
         using var w = torch.randn(outF, inF) * 0.02;
         using var wBf16 = w.to(ScalarType.BFloat16);
         using var x = (torch.randn(tokens, inF) * 0.02).to(ScalarType.BFloat16);
         using var dy = (torch.randn(tokens, outF) * 0.02).to(ScalarType.BFloat16);
-        Console.WriteLine($"weight [{outF}, {inF}], {tokens} tokens, bf16, {torch.get_num_threads()} threads; dequantization: {NativeDequantize.Describe()}");
+        Console.WriteLine($"weight [{outF}, {inF}]");
         var dense = Timing.MedianSeconds(2, 7, () => { using var y = torch.matmul(x, wBf16.t()); }, () => { using var dx = torch.matmul(dy, wBf16); });
         Console.WriteLine($"{"dense matmul",-22}{"forward",9}{dense[0] * 1e3,8:F1} ms{"dx",6}{dense[1] * 1e3,8:F1} ms");
         using var buffer = torch.empty(outF, inF, dtype: ScalarType.BFloat16);
@@ -34,8 +44,6 @@ static class DequantizeBench
                 $"   ({tiled[0] / dense[0]:F2}× / {tiled[1] / dense[1]:F2}× dense)");
             Console.WriteLine($"  whole-weight decode: {Decode(q, buffer)}");
         }
-        LayerStep(inF, outF, tokens);
-        return 0;
     }
 
     static string Decode(QuantizedWeight q, Tensor buffer)
@@ -48,6 +56,22 @@ static class DequantizeBench
             parts.Add($"{kernel} {Timing.MedianSeconds(1, 5, () => q.DequantizeBlock(0, q.OutFeatures, 0, q.InFeatures, buffer, kernel))[0] * 1e3:F1} ms");
         }
         return string.Join(", ", parts);
+    }
+
+    /// <summary>Looking up the tokens (random ids) in a bf16 table, and in int8 and nf4 tables with each kernel.</summary>
+    static void TableLookup(long tokens)
+    {
+        torch.manual_seed(0);
+        using var table = (torch.randn(32000, 4096) * 0.02).to(ScalarType.BFloat16);
+        using var ids = torch.randint(32000, tokens, dtype: ScalarType.Int64);
+        var parts = new List<string> { $"bf16 {Timing.MedianSeconds(2, 9, () => { using var rows = table.index_select(0, ids); })[0] * 1e3:F2} ms" };
+        foreach (var format in new[] { QuantizedWeight.Int8, QuantizedWeight.Nf4 })
+        {
+            using var q = QuantizedWeight.Create(format, table);
+            foreach (var kernel in new[] { DequantizeKernel.LibTorch, NativeDequantize.Best }.Distinct())
+                parts.Add($"{format} {kernel} {Timing.MedianSeconds(2, 9, () => { using var rows = q.DequantizeRows(ids, ScalarType.BFloat16, kernel); })[0] * 1e3:F2} ms");
+        }
+        Console.WriteLine($"token table [32000, 4096] lookup of {tokens} ids: {string.Join(", ", parts)}");
     }
 
     /// <summary>LoRA r = 8 forward + backward (dx wanted) through the linear with a bf16, int8 and nf4 frozen base.</summary>

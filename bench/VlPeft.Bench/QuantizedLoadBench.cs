@@ -12,7 +12,8 @@ namespace VlPeft.Bench;
 /// <summary>
 /// A LLaMA-7B-shaped block stack (hidden 4096, FFN 11008, 32 heads, vocabulary 32000; 4 layers by default) inside the
 /// tiny InstructBLIP-Vicuna's vision tower and Q-Former, random bf16 weights written to safetensors once. Each storage
-/// choice (bf16, int8, nf4 for the language model) is then loaded and trained in a fresh process: peak RSS after
+/// choice (bf16, int8, nf4 for the language model's linear weights, and int8/nf4 with its token table quantized too:
+/// model.quantize_embeddings) is then loaded and trained in a fresh process: peak RSS after
 /// loading (VmHWM), the language model's weight bytes, and the median LoRA step (llm-lora-all r = 8, one sequence of
 /// 256 tokens through the language model, AdamW) with its peak RSS.
 /// </summary>
@@ -26,7 +27,7 @@ static class QuantizedLoadBench
         if (!File.Exists(Path.Combine(dir, "model.safetensors"))) Write(dir, layers);
         Console.WriteLine($"{layers} LLaMA-7B layers in {dir} ({new FileInfo(Path.Combine(dir, "model.safetensors")).Length / 1e9:F2} GB of bf16)");
         var rows = new List<(string Mode, JsonNode Result)>();
-        foreach (var mode in new[] { "bf16", "int8", "nf4" })
+        foreach (var mode in new[] { "bf16", "int8", "nf4", "int8+table", "nf4+table" })
         {
             var info = new ProcessStartInfo(Environment.ProcessPath!) { RedirectStandardOutput = true, UseShellExecute = false };
             foreach (var a in new[] { "quantized-load", "child", dir, mode }) info.ArgumentList.Add(a);
@@ -36,9 +37,9 @@ static class QuantizedLoadBench
             rows.Add((mode, JsonNode.Parse(line)!));
         }
         var bf16 = rows[0].Result;
-        Console.WriteLine($"{"base",-6}{"LM weights",14}{"× bf16",8}{"peak RSS load",16}{"× bf16",8}{"step",10}{"× bf16",8}{"peak RSS train",16}");
+        Console.WriteLine($"{"base",-10}{"LM weights",14}{"× bf16",8}{"peak RSS load",16}{"× bf16",8}{"step",10}{"× bf16",8}{"peak RSS train",16}");
         foreach (var (mode, r) in rows)
-            Console.WriteLine($"{mode,-6}{r["lm_bytes"]!.GetValue<double>() / 1e9,11:F2} GB{r["lm_bytes"]!.GetValue<double>() / bf16["lm_bytes"]!.GetValue<double>(),8:F2}" +
+            Console.WriteLine($"{mode,-10}{r["lm_bytes"]!.GetValue<double>() / 1e9,11:F2} GB{r["lm_bytes"]!.GetValue<double>() / bf16["lm_bytes"]!.GetValue<double>(),8:F2}" +
                 $"{r["rss_load"]!.GetValue<double>() / 1e9,13:F2} GB{r["rss_load"]!.GetValue<double>() / bf16["rss_load"]!.GetValue<double>(),8:F2}" +
                 $"{r["step_ms"]!.GetValue<double>(),7:F0} ms{r["step_ms"]!.GetValue<double>() / bf16["step_ms"]!.GetValue<double>(),8:F2}{r["rss_train"]!.GetValue<double>() / 1e9,13:F2} GB");
         return 0;
@@ -72,11 +73,16 @@ static class QuantizedLoadBench
     static int Child(string dir, string mode)
     {
         VlPeft.Runtime.NativeAllocator.KeepFreedBlocksForReuse();   // as the CLI does
-        var options = new PretrainedOptions { DType = ScalarType.BFloat16, Quantize = mode == "bf16" ? null : new Dictionary<object, object> { ["language_model"] = mode } };
+        string format = mode.Split('+')[0];
+        var options = new PretrainedOptions
+        {
+            DType = ScalarType.BFloat16, Quantize = format == "bf16" ? null : new Dictionary<object, object> { ["language_model"] = format },
+            QuantizeEmbeddings = mode.EndsWith("+table", StringComparison.Ordinal),
+        };
         using var model = PretrainedModel.Load(dir, options);
         long rssLoad = ProcessMemory.PeakRss();
         var lm = model.named_modules().Single(m => m.name == "language_model").module;
-        var quantized = QuantizationPlan.QuantizedLinears(lm).ToDictionary(l => l.Name + ".weight", l => l.Layer.Quantized!);
+        var quantized = QuantizationPlan.QuantizedModules(lm).ToDictionary(l => l.Name + ".weight", l => l.Layer.Quantized!);
         long lmBytes = quantized.Values.Sum(q => q.Bytes)   // codes and scales, not the zero-stride placeholders
             + lm.named_parameters().Where(p => !quantized.ContainsKey(p.name)).Sum(p => p.parameter.NumberOfElements * p.parameter.ElementSize);
 

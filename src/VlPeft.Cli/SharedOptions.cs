@@ -16,6 +16,11 @@ static class SharedOptions
         Description = "Quantized storage of the frozen towers' linear weights: nf4, int8 or none (overrides model.quantize)",
     };
 
+    public static Option<bool> QuantizeEmbeddings() => new("--quantize-embeddings")
+    {
+        Description = "Quantize the token embedding tables of the quantized parts too (overrides model.quantize_embeddings)",
+    };
+
     public static Option<string?> Data() => new("--data") { Description = "Data directory (overrides the experiment file's data:)" };
 
     public static Option<string> ExperimentFile(string description = "Experiment file (configs/*.yaml)") =>

@@ -14,6 +14,7 @@ static class EvalCommand
         var config = SharedOptions.ExperimentFile("Experiment file (task, image filter)");
         var model = SharedOptions.ModelOverride();
         var quantize = SharedOptions.Quantize();
+        var quantizeEmbeddings = SharedOptions.QuantizeEmbeddings();
         var data = SharedOptions.Data();
         var adapter = SharedOptions.Adapter("Adapter directory (HF PEFT format); none evaluates the base model");
         var split = new Option<string>("--split") { DefaultValueFactory = _ => "test" };
@@ -24,7 +25,7 @@ static class EvalCommand
         var topP = new Option<double>("--top-p") { DefaultValueFactory = _ => 1.0 };
         var command = new Command("eval", "Evaluate a model (+ adapter) on a split by candidate ranking (default) or generation")
         {
-            config, model, quantize, data, adapter, split, predictions, generate, beams, temperature, topP,
+            config, model, quantize, quantizeEmbeddings, data, adapter, split, predictions, generate, beams, temperature, topP,
         };
         command.SetAction(parse => CliApp.Guard(console, () =>
         {
@@ -32,6 +33,7 @@ static class EvalCommand
             experiment.Data = parse.GetValue(data) ?? experiment.Data;
             experiment.Model.Path = parse.GetValue(model) ?? experiment.Model.Path;
             if (parse.GetValue(quantize) is string q) experiment.Model.Quantize = q;
+            if (parse.GetValue(quantizeEmbeddings)) experiment.Model.QuantizeEmbeddings = true;
             experiment.Model.FromScratch = false;
             if (experiment.Task is "vqav2" or "captions")
             {

@@ -20,6 +20,7 @@ static class MergeCommand
         {
             Description = "The quantization the adapter was trained over (nf4, int8): the base is quantized the same way and the adapter merged into the dequantized weights",
         };
+        var quantizeEmbeddings = SharedOptions.QuantizeEmbeddings();
         var requantize = new Option<bool>("--requantize") { Description = "Quantize the merged weights again (rounds them: outputs move away from the adapter's)" };
         var dtype = new Option<string>("--dtype") { Description = "Dtype of the written weights: f32 or bf16", DefaultValueFactory = _ => "f32" };
         dtype.AcceptOnlyFromAmong("f32", "bf16");
@@ -27,16 +28,16 @@ static class MergeCommand
         var tolerance = new Option<double>("--tolerance") { Description = "Largest allowed |Δ logit| for --verify, relative to max(1, max |logit|)", DefaultValueFactory = _ => 1e-3 };
         var command = new Command("merge", "Fold an adapter into its base model and write a plain HF-style checkpoint")
         {
-            model, adapter, output, quantize, requantize, dtype, verify, tolerance,
+            model, adapter, output, quantize, quantizeEmbeddings, requantize, dtype, verify, tolerance,
         };
         command.SetAction(parse => CliApp.Guard(console, () =>
         {
             string baseDir = parse.GetValue(model)!, outDir = parse.GetValue(output)!;
             if (parse.GetValue(requantize) && parse.GetValue(quantize) is null) throw new BadInputException("--requantize needs --quantize (the format to quantize to)");
-            using var loaded = PretrainedModel.Load(baseDir, new PretrainedOptions { Quantize = parse.GetValue(quantize) });
+            using var loaded = PretrainedModel.Load(baseDir, new PretrainedOptions { Quantize = parse.GetValue(quantize), QuantizeEmbeddings = parse.GetValue(quantizeEmbeddings) });
             // Tokenizers only for --verify: a base without them still merges.
             var processor = parse.GetValue(verify) ? ModelFamilies.Of(loaded).LoadProcessor(loaded, baseDir) : null;
-            var quantizedLayers = QuantizationPlan.QuantizedLinears(loaded).Select(l => (l.Name, l.Layer, l.Layer.Quantized!.Format)).ToList();
+            var quantizedLayers = QuantizationPlan.QuantizedModules(loaded).Select(l => (l.Name, l.Layer, l.Layer.Quantized!.Format)).ToList();
             var peft = PeftFiles.LoadAll(loaded, parse.GetValue(adapter)!);
             using var before = processor is null ? null : VerificationLogits(loaded, processor);
             peft.MergeAndUnload(safe: true);   // a quantized layer is dequantized first: the merge adds to the weights training saw

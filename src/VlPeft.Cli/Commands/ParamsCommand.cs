@@ -49,11 +49,15 @@ static class ParamsCommand
         TextTable.Write(o, groups);
         o.WriteLine();
         string Mb(long b) => (b / 1e6).ToString("F1", CultureInfo.InvariantCulture) + " MB";
-        var bytes = new List<string[]> { new[] { "weights", "fp32", "bf16 towers", "int8 towers", "nf4 towers" } };
-        bytes.AddRange(s.Bytes.Select(b => new[] { b.Name, Mb(b.Fp32), Mb(b.Bf16), Mb(b.Int8), Mb(b.Nf4) }));
-        bytes.Add(new[] { "all", Mb(s.Bytes.Sum(b => b.Fp32)), Mb(s.Bytes.Sum(b => b.Bf16)), Mb(s.Bytes.Sum(b => b.Int8)), Mb(s.Bytes.Sum(b => b.Nf4)) });
+        var bytes = new List<string[]> { new[] { "weights", "fp32", "bf16 towers", "int8 towers", "nf4 towers", "int8 + tables", "nf4 + tables" } };
+        string[] Row(string name, IEnumerable<WeightBytes> b) => new[]
+        {
+            name, Mb(b.Sum(x => x.Fp32)), Mb(b.Sum(x => x.Bf16)), Mb(b.Sum(x => x.Int8)), Mb(b.Sum(x => x.Nf4)), Mb(b.Sum(x => x.Int8Tables)), Mb(b.Sum(x => x.Nf4Tables)),
+        };
+        bytes.AddRange(s.Bytes.Select(b => Row(b.Name, new[] { b })));
+        bytes.Add(Row("all", s.Bytes));
         TextTable.Write(o, bytes);
-        o.WriteLine("(towers: the frozen vision and language parts; int8/nf4: their linear weights with scales, other tower tensors bf16; the rest fp32)");
+        o.WriteLine("(towers: the frozen vision and language parts; int8/nf4: their linear weights with scales, other tower tensors bf16; + tables: their token tables quantized too, model.quantize_embeddings; the rest fp32)");
         o.WriteLine();
         o.WriteLine($"plan {plan}: trainable {s.TrainablePercent.ToString("F4", CultureInfo.InvariantCulture)}% of the model, "
             + $"{s.TrainablePercentOfBaseline.ToString("F2", CultureInfo.InvariantCulture)}% of the bridge baseline (everything outside the frozen towers: {N(s.BaselineTrainable)} parameters)");

@@ -92,6 +92,8 @@ public sealed class ExperimentConfig
         public string Dtype { get; set; } = "f32";
         /// <summary>Quantized frozen linear weights: nf4, int8 or none, or per part ({vision: …, language_model: …}); see <see cref="QuantizationPlan"/>.</summary>
         public object? Quantize { get; set; }
+        /// <summary>The quantized parts' token tables are quantized too (off: QLoRA and Transformers keep them in full precision).</summary>
+        public bool QuantizeEmbeddings { get; set; }
     }
 
     public sealed class TrainingSection

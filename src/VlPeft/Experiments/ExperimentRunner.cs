@@ -159,7 +159,7 @@ public static class ExperimentRunner
             File.WriteAllText(run.ReportFile, Report(experiment, result.State)
                 + (memory is null ? "" : $"\nMemory estimate before the run: {memory.Describe(config.Training.BatchSize)}.\n")
                 + (cluster.IsDistributed ? $"\nData parallel over {cluster.Size} MPI ranks.\n" : "")
-                + (quantized.Count > 0 ? $"\nQuantized frozen linear weights: {string.Join(", ", quantized.Select(q => $"{q.Key} {q.Value}"))}.\n" : ""));
+                + (quantized.Count > 0 ? $"\nQuantized frozen linear weights{(config.Model.QuantizeEmbeddings ? " and token tables" : "")}: {string.Join(", ", quantized.Select(q => $"{q.Key} {q.Value}"))}.\n" : ""));
         }
         cluster.Barrier();   // the adapter is on disk when any rank returns
         return experiment;
@@ -183,11 +183,10 @@ public static class ExperimentRunner
         if (!m.FromScratch && directory is null) return null;
         var meta = new ModelBuildOptions { Device = torch.META };
         using var model = directory is null ? ModelFamilies.FromPreset(m.Preset ?? "tiny-instructblip", meta) : ModelFamilies.FromConfigFile(directory, meta);
-        var parts = QuantizationPlan.Parse(m.Quantize, model, "model.quantize");
-        var linears = model.named_modules().Where(x => x.module is Nn.Linear).Select(x => x.name + ".weight").ToHashSet();
+        var targets = QuantizationPlan.Targets(model, QuantizationPlan.Parse(m.Quantize, model, "model.quantize"), m.QuantizeEmbeddings);
         PeftPlan.Resolve(config.Peft, model, totalSteps: 1000, source).Apply(model);
         var estimate = MemoryEstimate.Of(model, config.Training.BatchSize, m.Dtype == "bf16",
-            name => linears.Contains(name) ? QuantizationPlan.FormatOf(model, parts, name[..^7]) : null);
+            name => name.EndsWith(".weight", StringComparison.Ordinal) ? targets.GetValueOrDefault(name[..^7]) : null);
         long available = MemoryEstimate.AvailableBytes();
         Log.Info($"memory estimate: {estimate.Describe(config.Training.BatchSize)}; available {MemoryEstimate.Gb(available)}");
         int ranksHere = Distributed.Cluster.Current.RanksOnThisMachine;   // each MPI rank on this machine holds its own copy
@@ -221,9 +220,10 @@ public static class ExperimentRunner
     }
 
     /// <summary>Loads a checkpoint directory and its tokenizers for one-off use (predict, eval).</summary>
-    public static (VisionLanguageModel Model, VisionLanguageProcessor Processor) LoadForInference(string modelDirectory, string? adapterDirectory, string? quantize = null)
+    public static (VisionLanguageModel Model, VisionLanguageProcessor Processor) LoadForInference(string modelDirectory, string? adapterDirectory, string? quantize = null,
+        bool quantizeEmbeddings = false)
     {
-        var (model, processor) = PretrainedModel.LoadWithProcessor(modelDirectory, new PretrainedOptions { Quantize = quantize });
+        var (model, processor) = PretrainedModel.LoadWithProcessor(modelDirectory, new PretrainedOptions { Quantize = quantize, QuantizeEmbeddings = quantizeEmbeddings });
         if (adapterDirectory != null) LoadAdapter(model, adapterDirectory);
         return (model, processor);
     }
@@ -308,7 +308,7 @@ public static class ExperimentRunner
     }
 
     /// <param name="modelFolder">Where a model built from scratch keeps its tokenizer files (required then).</param>
-    static (VisionLanguageModel, VisionLanguageProcessor) LoadModel(ExperimentConfig config, string data, string? modelFolder)
+    internal static (VisionLanguageModel, VisionLanguageProcessor) LoadModel(ExperimentConfig config, string data, string? modelFolder)
     {
         var m = config.Model;
         VisionLanguageModel model;
@@ -329,7 +329,7 @@ public static class ExperimentRunner
         {
             string path = m.Path ?? throw new BadInputException("no model directory: give --model or set 'model: path:' in the experiment file");
             if (!Directory.Exists(path)) throw new BadInputException("model directory not found (the paper configurations need the HF checkpoint, e.g. Salesforce/instructblip-flan-t5-xl, downloaded beforehand)", path);
-            (model, processor) = PretrainedModel.LoadWithProcessor(path, new PretrainedOptions { Quantize = m.Quantize });
+            (model, processor) = PretrainedModel.LoadWithProcessor(path, new PretrainedOptions { Quantize = m.Quantize, QuantizeEmbeddings = m.QuantizeEmbeddings });
             if (m.Preset is string expected && ModelPresets.Names.Contains(expected) && !expected.StartsWith("tiny"))
                 CheckMatchesPreset(model, expected, path);
         }
@@ -349,7 +349,7 @@ public static class ExperimentRunner
         if (m.Dtype == "bf16")
             foreach (var tower in model.ParameterGroups.Where(g => g.FrozenTower).SelectMany(g => g.Prefixes))
                 model.named_modules().FirstOrDefault(x => x.name == tower).module?.to(ScalarType.BFloat16); // adapters attached later stay fp32
-        if (m.FromScratch) QuantizationPlan.Apply(model, QuantizationPlan.Parse(m.Quantize, model, "model.quantize"));   // loaded ones were quantized while loading
+        if (m.FromScratch) QuantizationPlan.Apply(model, QuantizationPlan.Parse(m.Quantize, model, "model.quantize"), m.QuantizeEmbeddings);   // loaded ones were quantized while loading
         return (model, processor);
     }
 

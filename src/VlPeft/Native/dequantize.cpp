@@ -182,29 +182,33 @@ extern "C" {
 // The instruction set the kernels use at most on this CPU (0 scalar, 1 AVX2, 2 AVX-512).
 int vlpeft_best_isa() { return pick(Avx512); }
 
-// Rows [row0, row0 + rows) × columns [col0, col0 + cols) of a 4-bit weight [*, in_features]: packed holds two level
-// indices per byte (high nibble first) of the row-major values, code the 16 levels; each block of `block` values is
-// scaled by absmax[b] or, when absmax is null, by its double-quantized factor (see BlockScales). out receives
-// rows × cols values (fp32 or bf16), row-major.
+// Rows [row0, row0 + rows) × columns [col0, col0 + cols) of a 4-bit weight [*, in_features] — or, when row_ids is not
+// null, rows row_ids[0 .. rows) (an embedding lookup; row0 unused): packed holds two level indices per byte (high
+// nibble first) of the row-major values, code the 16 levels; each block of `block` values is scaled by absmax[b] or,
+// when absmax is null, by its double-quantized factor (see BlockScales). out receives rows × cols values (fp32 or
+// bf16), row-major.
 void vlpeft_dequantize_4bit(const uint8_t* packed, const float* absmax, const uint8_t* absmax_codes, const float* nested_code,
                             const float* nested_absmax, int64_t nested_block, float offset, const float* code, int64_t block,
-                            int64_t in_features, int64_t row0, int64_t rows, int64_t col0, int64_t cols, void* out, int out_type, int max_isa) {
+                            int64_t in_features, int64_t row0, int64_t rows, const int64_t* row_ids, int64_t col0, int64_t cols, void* out,
+                            int out_type, int max_isa) {
     auto kernel = pick(max_isa) == Avx512 ? nf4_avx512 : pick(max_isa) == Avx2 ? nf4_avx2 : nf4_scalar;
     const BlockScales scales{absmax, absmax_codes, nested_code, nested_absmax, nested_block, offset};
     int64_t size = out_type == Fp32 ? 4 : 2;
     #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < rows; r++)
-        kernel(packed, scales, code, block, (row0 + r) * in_features + col0, cols, static_cast<char*>(out) + r * cols * size, out_type);
+        kernel(packed, scales, code, block, (row_ids ? row_ids[r] : row0 + r) * in_features + col0, cols, static_cast<char*>(out) + r * cols * size, out_type);
 }
 
-// The same block of an int8 weight [*, in_features]: value = q · (row_absmax[row] / 127).
-void vlpeft_dequantize_int8(const int8_t* q, const float* row_absmax, int64_t in_features,
-                            int64_t row0, int64_t rows, int64_t col0, int64_t cols, void* out, int out_type, int max_isa) {
+// The same block (or rows) of an int8 weight [*, in_features]: value = q · (row_absmax[row] / 127).
+void vlpeft_dequantize_int8(const int8_t* q, const float* row_absmax, int64_t in_features, int64_t row0, int64_t rows,
+                            const int64_t* row_ids, int64_t col0, int64_t cols, void* out, int out_type, int max_isa) {
     auto kernel = pick(max_isa) == Avx512 ? int8_avx512 : pick(max_isa) == Avx2 ? int8_avx2 : int8_scalar;
     int64_t size = out_type == Fp32 ? 4 : 2;
     #pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < rows; r++)
-        kernel(q + (row0 + r) * in_features + col0, row_absmax[row0 + r] / 127.0f, cols, static_cast<char*>(out) + r * cols * size, out_type);
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t row = row_ids ? row_ids[r] : row0 + r;
+        kernel(q + row * in_features + col0, row_absmax[row] / 127.0f, cols, static_cast<char*>(out) + r * cols * size, out_type);
+    }
 }
 
 }

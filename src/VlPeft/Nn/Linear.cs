@@ -12,7 +12,7 @@ namespace VlPeft.Nn;
 /// unmerge follow HF PEFT's BaseTunerLayer: disabled → base only (unmerging first); merged →
 /// base only; otherwise base + Σ active adapters.
 /// </summary>
-public sealed class Linear : nn.Module<Tensor, Tensor>
+public sealed class Linear : nn.Module<Tensor, Tensor>, IQuantizableWeight
 {
     [TorchSharp.Utils.ComponentName(Name = "weight")] TorchSharp.Modules.Parameter _weight;
     [TorchSharp.Utils.ComponentName(Name = "bias")] TorchSharp.Modules.Parameter? _bias;
@@ -175,12 +175,8 @@ public sealed class Linear : nn.Module<Tensor, Tensor>
         weight = Placeholder(_weight.dtype, device ?? (_weight.device_type == DeviceType.META ? torch.CPU : _weight.device));
     }
 
-    /// <summary>A zero-stride stand-in of the weight's shape in a dtype: one element of storage.</summary>
-    TorchSharp.Modules.Parameter Placeholder(ScalarType dtype, Device device)
-    {
-        long[] shape = FanInFanOut ? new[] { InFeatures, OutFeatures } : new[] { OutFeatures, InFeatures };
-        return new TorchSharp.Modules.Parameter(torch.zeros(1, dtype: dtype, device: device).expand(shape).DetachFromDisposeScope(), requires_grad: false);
-    }
+    TorchSharp.Modules.Parameter Placeholder(ScalarType dtype, Device device) =>
+        QuantizedWeight.Placeholder(FanInFanOut ? new[] { InFeatures, OutFeatures } : new[] { OutFeatures, InFeatures }, dtype, device);
 
     /// <summary>A dtype move keeps a quantized weight's codes: only the placeholder (the compute dtype) changes, without allocating.</summary>
     protected override nn.Module _to(ScalarType dtype, bool nonBlocking)

@@ -55,6 +55,27 @@ public class QuantizedMergeTests
     }
 
     [Fact]
+    public void Merge_over_a_base_with_a_quantized_token_table_writes_the_table_dequantized_and_verifies()
+    {
+        using var dir = new TempDirectory();
+        string baseDir = RepoPath.Of("models", "tiny-lavin");
+        using var model = PretrainedModel.Load(baseDir, new PretrainedOptions { Quantize = "nf4", QuantizeEmbeddings = true });
+        var peft = ModelFamilies.Of(model).PeftPreset("llm-lora", model, 2).Apply(model)!;
+        torch.manual_seed(3);
+        using (torch.no_grad())
+            foreach (var (_, p) in model.named_parameters().Where(p => p.name.Contains("lora_B"))) p.normal_(0, 0.3);
+        PeftFiles.Save(peft, dir.File("adapter"));
+        var table = (VlPeft.Nn.Embedding)model.named_modules().Single(m => m.name == "language_model.model.embed_tokens").module;
+        using var values = table.Quantized!.Dequantize(ScalarType.Float32);
+
+        var (code, output, error) = CliRunner.Run("merge", "--model", baseDir, "--adapter", dir.File("adapter"), "--quantize", "nf4", "--quantize-embeddings", "--verify", "--out", dir.File("merged"));
+        Assert.True(code == 0, error);
+        Assert.Contains("verify: ", output);
+        using var merged = PretrainedModel.Load(dir.File("merged"));
+        TensorAssert.Close(values, merged.named_parameters().Single(p => p.name == "language_model.model.embed_tokens.weight").parameter, 0);
+    }
+
+    [Fact]
     public void Quantizing_while_loading_equals_quantizing_after_and_allocates_no_full_precision_copy()
     {
         string dir = RepoPath.Of("models", "tiny-instructblip");
@@ -100,7 +121,7 @@ public class QuantizedMergeTests
     }
 
     [Fact]
-    public void A_run_over_an_int8_language_model_trains_and_reports_the_quantization()
+    public void A_run_over_an_int8_language_model_and_token_table_trains_and_reports_the_quantization()
     {
         using var dir = new TempDirectory();
         VlPeft.Data.Synthetic.SyntheticSuite.Generate(new VlPeft.Data.Synthetic.SyntheticOptions { Task = "scienceqa", Train = 32, Val = 8, Test = 8, Seed = 2 }, dir.File("sqa"));
@@ -110,6 +131,7 @@ public class QuantizedMergeTests
             model:
               quantize:
                 language_model: int8
+              quantize_embeddings: true
             peft:
               preset: llm-lora-all
               r: 2
@@ -121,7 +143,7 @@ public class QuantizedMergeTests
             """);
         var (code, output, error) = CliRunner.Run("train", "--config", dir.File("q.yaml"), "--data", dir.File("sqa"), "--model", RepoPath.Of("models", "tiny-instructblip"), "--out", dir.File("run"));
         Assert.True(code == 0, error);
-        Assert.Contains("Quantized frozen linear weights: language_model int8.", File.ReadAllText(dir.File("run/report.md")));
+        Assert.Contains("Quantized frozen linear weights and token tables: language_model int8.", File.ReadAllText(dir.File("run/report.md")));
         Assert.True(File.Exists(dir.File("run/adapter/adapter_model.safetensors")));
     }
 }

@@ -64,3 +64,32 @@ public class MemoryEstimateTests
         Assert.False(File.Exists(dir.File("run/checkpoints/last/state.json")));
     }
 }
+
+public class QuantizedTableEstimateTests
+{
+    [Fact]
+    public void Quantizing_token_tables_lowers_the_estimate_by_the_tables_nf4_saving()
+    {
+        ExperimentConfig Config(bool tables) => new()
+        {
+            Name = "q", Task = "scienceqa",
+            Model = new ExperimentConfig.ModelSection { Path = RepoPath.Of("models", "tiny-instructblip"), Dtype = "bf16", Quantize = "nf4", QuantizeEmbeddings = tables },
+            Peft = new() { ["preset"] = "qformer-lora-all", ["r"] = 2 },
+        };
+        var linearsOnly = ExperimentRunner.EstimateMemory(Config(false), "q.yaml")!;
+        var withTables = ExperimentRunner.EstimateMemory(Config(true), "q.yaml")!;
+        // T5's one shared table (encoder and decoder read it): 167 × 64, bf16 → nf4.
+        long saved = 2 * 167 * 64 - VlPeft.Nn.Quantization.QuantizedWeight.BytesFor("nf4", 167, 64, 2);
+        Assert.Equal(linearsOnly.WeightBytes - saved, withTables.WeightBytes);
+        Assert.Equal(linearsOnly.ActivationBytes, withTables.ActivationBytes);
+
+        // The run loads what it estimated: the shared table quantized with the linear weights, in bf16 compute.
+        var (model, _) = ExperimentRunner.LoadModel(Config(true), RepoPath.Of("models", "tiny-instructblip"), null);
+        using (model)
+        {
+            var table = (VlPeft.Nn.Embedding)model.named_modules().Single(m => m.name == "language_model.shared").module;
+            Assert.Equal("nf4", table.Quantized?.Format);
+            Assert.Equal(TorchSharp.torch.ScalarType.BFloat16, table.weight.dtype);
+        }
+    }
+}

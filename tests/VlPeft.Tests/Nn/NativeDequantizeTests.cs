@@ -118,6 +118,9 @@ public class NativeDequantizeTests
         Assert.Throws<ArgumentException>(() => q.DequantizeBlock(0, 2, 0, 64, wrongShape, NativeDequantize.Best));
         using var strided = torch.empty(64, 2).t();
         Assert.Throws<ArgumentException>(() => q.DequantizeBlock(0, 2, 0, 64, strided, NativeDequantize.Best));
+        // Listed rows: each inside the weight, int64, as many as the output's rows.
+        foreach (var ids in new[] { torch.tensor(new long[] { 1, 8 }), torch.tensor(new long[] { -1, 0 }), torch.tensor(new[] { 1, 2 }), torch.tensor(new long[] { 1, 2, 3 }) })
+            using (ids) Assert.Throws<ArgumentException>(() => q.DequantizeBlock(0, 2, 0, 64, output, NativeDequantize.Best, ids));
         using var packed = torch.zeros(256, dtype: ScalarType.Int16);
         Assert.Throws<BadInputException>(() => new Nf4Weight(8, 64, packed, torch.tensor(Nf4Weight.Levels), 64, torch.ones(8)));
     }
@@ -136,13 +139,15 @@ public class NativeDequantizeTests
         using (var half = x.to(ScalarType.Float16)) Assert.False(QuantizedLinearFunction.Tiled(q, half, out _));
         using var dy = torch.randn(6, 20).to(dtype);
         using var bias = torch.randn(20).to(dtype);
-        // 300 values a tile: forward decodes one row at a time (20 tiles). 1300 for dx: 64 columns at a time (9 tiles
-        // of 64, one of 24), rows of 600 values starting mid-block.
-        using var y = QuantizedLinearFunction.Forward(x, q, bias, tileValues: 300);
-        using var yNoBias = QuantizedLinearFunction.Forward(x, q, null, tileValues: 300);
+        // 300 values a tile in groups of one row: forward decodes one row at a time (20 tiles). 1300 for dx: 64 columns
+        // at a time (9 tiles of 64, one of 24), rows of 600 values starting mid-block.
+        using var y = QuantizedLinearFunction.Forward(x, q, bias, tileValues: 300, rowGroup: 1);
+        using var yNoBias = QuantizedLinearFunction.Forward(x, q, null, tileValues: 300, rowGroup: 1);
         using var dx = QuantizedLinearFunction.InputGradient(dy, q, tileValues: 1300);
         TensorAssert.Close(torch.addmm(bias, x, dense.t(), 1, 1), y, tolerance);
         TensorAssert.Close(torch.matmul(x, dense.t()), yNoBias, tolerance);
+        // Groups of 3 rows, 1800 values a tile: 7 tiles of 3 rows, the last of 2.
+        using (var grouped = QuantizedLinearFunction.Forward(x, q, bias, tileValues: 1800, rowGroup: 3)) TensorAssert.Close(y, grouped, tolerance);
         TensorAssert.Close(torch.matmul(dy, dense), dx, tolerance);
         // fp16 activations take the whole-weight libtorch path, to the same values.
         using (var half = QuantizedLinearFunction.Forward(x.to(ScalarType.Float16), q, bias.to(ScalarType.Float16)))

@@ -117,6 +117,41 @@ public class LoraAdapterTests
         TensorAssert.Close(b.grad!, lora.B.weight.grad!, 1e-4);
     }
 
+    // fp32 activations (LoRA added into the quantized matmul's output) and bf16 ones under fp32 factors (the mixed path).
+    [Theory]
+    [InlineData("nf4", ScalarType.Float32, 1e-5)]
+    [InlineData("int8", ScalarType.BFloat16, 4e-3)]
+    public void Fused_path_for_a_quantized_base_matches_raw_ops_with_the_dequantized_weight(string format, ScalarType dtype, double tolerance)
+    {
+        torch.manual_seed(2);
+        using var layer = new Linear(64, 20);
+        layer.to(dtype);
+        layer.weight.requires_grad = false;
+        layer.bias!.requires_grad = false;
+        layer.Quantize(format);
+        var lora = new LoraAdapter("default", layer, 2, 6, 0, false);
+        layer.Attach(lora);
+        Randomize(lora);
+        Assert.NotNull(lora.FusedForward(torch.zeros(1, 64, dtype: dtype)));   // the fused path is the one taken here
+        using var dense = layer.Quantized!.Dequantize(dtype);
+        var x = torch.randn(3, 5, 64).to(dtype).requires_grad_(true);
+        using var upstream = torch.randn(3, 5, 20);
+        var y = layer.call(x);
+        Assert.Equal(dtype, y.dtype);
+        (y.@float() * upstream).sum().backward();
+        // The unfused layer's computation by raw autograd: base matmul in the compute dtype, LoRA in fp32 from x cast, cast back.
+        var x2 = x.detach().clone().requires_grad_(true);
+        var a = lora.A.weight.detach().clone().requires_grad_(true);
+        var b = lora.B.weight.detach().clone().requires_grad_(true);
+        var expected = x2.matmul(dense.t()) + layer.bias! + (x2.@float().matmul(a.t()) * 3.0).matmul(b.t()).to(dtype);
+        (expected.@float() * upstream).sum().backward();
+        static void Near(Tensor e, Tensor a, double tol) => TensorAssert.Close(e.@float(), a.@float(), tol * Math.Max(1, e.abs().max().@float().item<float>()));
+        Near(expected, y, tolerance);
+        Near(x2.grad!, x.grad!, tolerance);
+        TensorAssert.Close(a.grad!, lora.A.weight.grad!, 1e-4);
+        TensorAssert.Close(b.grad!, lora.B.weight.grad!, 1e-4);
+    }
+
     [Fact]
     public void Rslora_scales_by_alpha_over_root_r()
     {

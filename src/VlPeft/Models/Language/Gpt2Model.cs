@@ -23,7 +23,7 @@ public sealed class Gpt2Model : nn.Module
     public Gpt2Model(Gpt2Config config, Device? device = null) : base("transformer")
     {
         Config = config;
-        wte = new Nn.Embedding(config.VocabSize, config.NEmbd, device);
+        wte = new Nn.Embedding(config.VocabSize, config.NEmbd, device, tokenTable: true);
         wpe = new Nn.Embedding(config.NPositions, config.NEmbd, device);
         if (wte.weight.device_type != DeviceType.META)
             using (torch.no_grad()) { wte.weight.mul_(0.02); wpe.weight.mul_(0.01); }   // HF's init scales
@@ -49,7 +49,7 @@ public sealed class Gpt2Model : nn.Module
         var mask = torch.zeros(allowed.shape, dtype: x.dtype, device: x.device).masked_fill(allowed.logical_not(), Nn.Attention.MinValue(x.dtype));
         foreach (var block in h) x = block.Run(x, mask);
         var hidden = ln_f.call(x);
-        return torch.nn.functional.linear(hidden, wte.weight.to(hidden.dtype)).MoveToOuterDisposeScope();
+        return wte.Project(hidden).MoveToOuterDisposeScope();
     }
 }
 

@@ -151,7 +151,7 @@ sealed class LlamaInner : nn.Module
     {
         config = c;
         this.privateFirstToken = privateFirstToken;
-        embed_tokens = new Nn.Embedding(c.VocabSize, c.HiddenSize, device);
+        embed_tokens = new Nn.Embedding(c.VocabSize, c.HiddenSize, device, tokenTable: true);
         layers = new ModuleList<LlamaDecoderLayer>(Enumerable.Range(0, c.NumHiddenLayers).Select(_ => new LlamaDecoderLayer(c, device)).ToArray());
         norm = new RmsNorm(c.HiddenSize, c.RmsNormEps, device);
         RegisterComponents();

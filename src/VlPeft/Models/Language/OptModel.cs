@@ -34,7 +34,7 @@ public sealed class OptModel : LanguageModel
 
     // lm_head is tied to embed_tokens (checkpoints may omit it).
     public override Tensor CausalLogits(Tensor inputsEmbeds, Tensor attentionMask) =>
-        F.linear(model.Run(inputsEmbeds, attentionMask), model.TokenTable);
+        model.TiedHead(model.Run(inputsEmbeds, attentionMask));
 }
 
 sealed class OptInner : nn.Module
@@ -48,7 +48,7 @@ sealed class OptInner : nn.Module
     }
 
     public Tensor EmbedTokens(Tensor ids) => decoder.EmbedTokens(ids);
-    public Tensor TokenTable => decoder.TokenTable;
+    public Tensor TiedHead(Tensor hidden) => decoder.TiedHead(hidden);
     public Tensor Run(Tensor h, Tensor mask) => decoder.Run(h, mask);
 }
 
@@ -61,7 +61,7 @@ sealed class OptDecoder : nn.Module
 
     public OptDecoder(TextConfig c, Device? device) : base("decoder")
     {
-        embed_tokens = new Nn.Embedding(c.VocabSize, c.WordEmbedProjDim, device);
+        embed_tokens = new Nn.Embedding(c.VocabSize, c.WordEmbedProjDim, device, tokenTable: true);
         embed_positions = new Nn.Embedding(c.MaxPositionEmbeddings + 2, c.HiddenSize, device);
         layers = new ModuleList<OptDecoderLayer>(Enumerable.Range(0, c.NumHiddenLayers).Select(_ => new OptDecoderLayer(c, device)).ToArray());
         final_layer_norm = new LayerNorm(c.HiddenSize, 1e-5, device: device);
@@ -70,7 +70,7 @@ sealed class OptDecoder : nn.Module
     }
 
     public Tensor EmbedTokens(Tensor ids) => embed_tokens.call(ids);
-    public Tensor TokenTable => embed_tokens.weight;
+    public Tensor TiedHead(Tensor hidden) => embed_tokens.Project(hidden);
 
     public Tensor Run(Tensor h, Tensor attentionMask)
     {

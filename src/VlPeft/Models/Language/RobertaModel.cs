@@ -57,7 +57,7 @@ sealed class RobertaEmbeddings : nn.Module
 
     public RobertaEmbeddings(RobertaConfig c, Device? device) : base("embeddings")
     {
-        word_embeddings = Scaled(new Nn.Embedding(c.VocabSize, c.HiddenSize, device));
+        word_embeddings = Scaled(new Nn.Embedding(c.VocabSize, c.HiddenSize, device, tokenTable: true));
         position_embeddings = Scaled(new Nn.Embedding(c.MaxPositionEmbeddings, c.HiddenSize, device));
         token_type_embeddings = Scaled(new Nn.Embedding(c.TypeVocabSize, c.HiddenSize, device));
         norm = new LayerNorm(c.HiddenSize, c.LayerNormEps, device: device);

@@ -23,7 +23,7 @@ public sealed class T5Model : LanguageModel
     public T5Model(TextConfig c, Device? device = null) : base("language_model")
     {
         config = c;
-        shared = new Nn.Embedding(c.VocabSize, c.DModel, device);
+        shared = new Nn.Embedding(c.VocabSize, c.DModel, device, tokenTable: true);
         encoder = new T5Stack(c, isDecoder: false, c.NumLayers, device);
         decoder = new T5Stack(c, isDecoder: true, c.NumDecoderLayers ?? c.NumLayers, device);
         lm_head = new Linear(c.DModel, c.VocabSize, hasBias: false, device: device);

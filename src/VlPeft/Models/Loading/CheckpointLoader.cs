@@ -11,26 +11,27 @@ public sealed record LoadReport(int Loaded, IReadOnlyList<string> Missing, IRead
 /// Copies a safetensors checkpoint into a module name for name (HF names are our parameter
 /// paths), tensor by tensor so a 7B model never exists twice, converting dtypes on the way.
 /// Tied aliases and non-persistent buffers that HF files may carry are ignored; anything else that
-/// does not match is reported, and in strict mode refused. Linear weights saved quantized by bitsandbytes
-/// (<see cref="BitsAndBytesWeights"/>) stay quantized in the layer.
+/// does not match is reported, and in strict mode refused. Weights saved quantized by bitsandbytes
+/// (<see cref="BitsAndBytesWeights"/>) stay quantized in their linear layer or embedding table.
 /// </summary>
 public static class CheckpointLoader
 {
-    /// <param name="quantizeTo">For layers built with <see cref="Nn.Linear.DeferWeightAllocation"/>: module name → the format its
-    /// weight is quantized to as it is read (null: kept as read).</param>
+    /// <param name="quantizeTo">For layers and tables built with <see cref="Nn.Linear.DeferWeightAllocation"/>: module name → the
+    /// format its weight is quantized to as it is read (null: kept as read).</param>
     public static LoadReport Load(nn.Module model, string path, bool strict = true, IEnumerable<string>? skipPrefixes = null,
         IEnumerable<string>? tiedAliases = null, Func<string, string?>? quantizeTo = null)
     {
         using var checkpoint = TensorCheckpoint.Open(path);
-        // bitsandbytes-quantized linears first: they replace the layer's weight parameter by a quantized one.
+        // bitsandbytes-quantized weights first: they replace the module's weight parameter by a quantized one.
         var quantized = BitsAndBytesWeights.Find(checkpoint.Entries.Select(e => e.Name).ToList());
         var consumed = new HashSet<string>();
-        var linears = model.named_modules().Where(m => m.module is Nn.Linear).ToDictionary(m => m.name, m => (Nn.Linear)m.module);
+        var holders = model.named_modules().Where(m => m.module is Nn.Quantization.IQuantizableWeight)
+            .ToDictionary(m => m.name, m => (Nn.Quantization.IQuantizableWeight)m.module);
         foreach (var (module, keys) in quantized)
         {
-            if (!linears.TryGetValue(module, out var linear)) continue;   // reported as unexpected below
-            linear.weight.requires_grad = false;                            // a quantized weight is frozen
-            linear.UseQuantized(BitsAndBytesWeights.Read(checkpoint, module, keys));
+            if (!holders.TryGetValue(module, out var holder)) continue;    // reported as unexpected below
+            holder.weight.requires_grad = false;                            // a quantized weight is frozen
+            holder.UseQuantized(BitsAndBytesWeights.Read(checkpoint, module, keys));
             consumed.UnionWith(keys);
         }
         var parameters = model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
@@ -63,8 +64,8 @@ public static class CheckpointLoader
                     checkpoint.FileOf(key));
             using (var value = checkpoint.ReadTensor(key))
             {
-                if (key.EndsWith(".weight", StringComparison.Ordinal) && linears.TryGetValue(key[..^7], out var layer) && layer.WeightPending)
-                    layer.LoadWeight(value, quantizeTo?.Invoke(key[..^7]));   // one tensor at a time: read, quantized or kept, next
+                if (key.EndsWith(".weight", StringComparison.Ordinal) && holders.TryGetValue(key[..^7], out var holder) && holder.WeightPending)
+                    holder.LoadWeight(value, quantizeTo?.Invoke(key[..^7]));   // one tensor at a time: read, quantized or kept, next
                 else
                     target.copy_(value);
             }
@@ -73,9 +74,9 @@ public static class CheckpointLoader
             if (entry.ByteLength >= 64L << 20) Runtime.NativeAllocator.ReleaseFreeMemory();
             loaded.Add(key);
         }
-        var pending = linears.Where(l => l.Value.WeightPending && !skip.Any(p => (l.Key + ".weight").StartsWith(p, StringComparison.Ordinal))).Select(l => l.Key + ".weight").ToList();
+        var pending = holders.Where(l => l.Value.WeightPending && !skip.Any(p => (l.Key + ".weight").StartsWith(p, StringComparison.Ordinal))).Select(l => l.Key + ".weight").ToList();
         if (pending.Count > 0 && !strict)
-            throw new BadInputException($"checkpoint lacks {pending.Count} linear weight(s) that have no other source: {string.Join(", ", pending.Take(5))}", checkpoint.Path);
+            throw new BadInputException($"checkpoint lacks {pending.Count} weight(s) that have no other source: {string.Join(", ", pending.Take(5))}", checkpoint.Path);
         Runtime.NativeAllocator.ReleaseFreeMemory();   // nor the smaller read buffers, now that all are gone
         var missing = parameters.Keys.Where(k => !loaded.Contains(k) && !skip.Any(p => k.StartsWith(p, StringComparison.Ordinal))).ToList();
         if (strict && (missing.Count > 0 || unexpected.Count > 0))

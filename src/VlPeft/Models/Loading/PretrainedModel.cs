@@ -17,6 +17,8 @@ public sealed record PretrainedOptions
     /// chosen linear weights are quantized as they are read, so loading peaks near the quantized model plus one tensor.
     /// </summary>
     public object? Quantize { get; init; }
+    /// <summary>model.quantize_embeddings: the quantized parts' token tables are quantized too (<see cref="QuantizationPlan.Targets"/>).</summary>
+    public bool QuantizeEmbeddings { get; init; }
 }
 
 /// <summary>
@@ -39,8 +41,8 @@ public static class PretrainedModel
         var skip = model.ParameterGroups
             .Where(g => (options.SkipVision && g.Name == "vision") || (options.SkipLanguageModel && g.Name == "language_model"))
             .SelectMany(g => g.Prefixes).Select(p => p + ".").ToList();
-        CheckpointLoader.Load(model, directory, options.Strict, skip, ModelFamilies.Of(model).TiedAliases(model),
-            parts.Count == 0 ? null : module => QuantizationPlan.FormatOf(model, parts, module));
+        var targets = QuantizationPlan.Targets(model, parts, options.QuantizeEmbeddings);
+        CheckpointLoader.Load(model, directory, options.Strict, skip, ModelFamilies.Of(model).TiedAliases(model), targets.GetValueOrDefault);
         QuantizationPlan.Report(model, parts);
         return model;
     }
@@ -69,16 +71,21 @@ public static class PretrainedModel
 
     /// <summary>
     /// Writes a model as a HF checkpoint directory (config.json + model.safetensors). Quantized linear weights are written
-    /// in bitsandbytes' layout (<see cref="BitsAndBytesWeights"/>) and config.json gets the matching quantization_config.
+    /// in bitsandbytes' layout (<see cref="BitsAndBytesWeights"/>) and config.json gets the matching quantization_config;
+    /// quantized token tables are written dequantized, as Transformers' bitsandbytes loading reads tables in full precision.
     /// </summary>
     public static void Save(VisionLanguageModel model, string directory)
     {
         Directory.CreateDirectory(directory);
-        var quantized = QuantizationPlan.QuantizedLinears(model).ToDictionary(l => l.Name, l => l.Layer.Quantized!);
+        using var scope = torch.NewDisposeScope();
+        var held = QuantizationPlan.QuantizedModules(model).ToList();
+        var quantized = held.Where(l => l.Layer is Nn.Linear).ToDictionary(l => l.Name, l => l.Layer.Quantized!);
         var tensors = model.named_parameters().Where(p => !(p.name.EndsWith(".weight") && quantized.ContainsKey(p.name[..^7])))
             .ToDictionary(p => p.name, p => (Tensor)p.parameter);
         foreach (var (module, weight) in quantized)
             foreach (var (key, value) in BitsAndBytesWeights.Tensors(module, weight)) tensors[key] = value;
+        foreach (var (module, table) in held.Where(l => l.Layer is Nn.Embedding))
+            tensors[module + ".weight"] = table.Quantized!.Dequantize(table.weight.dtype);
         Tensors.SafetensorsWriter.Write(Path.Combine(directory, "model.safetensors"), tensors, new Dictionary<string, string> { ["format"] = "pt" });
         var formats = quantized.Values.Select(q => q.Format).Distinct().ToList();
         if (formats.Count > 1) throw new BadInputException($"one checkpoint holds one quantization format; this model mixes {string.Join(" and ", formats)}");

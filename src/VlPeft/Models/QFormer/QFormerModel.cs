@@ -64,7 +64,7 @@ sealed class QFormerEmbeddings : nn.Module
 
     public QFormerEmbeddings(QFormerConfig c, Device? device) : base("embeddings")
     {
-        word_embeddings = new Nn.Embedding(c.VocabSize, c.HiddenSize, device);
+        word_embeddings = new Nn.Embedding(c.VocabSize, c.HiddenSize, device, tokenTable: true);
         position_embeddings = new Nn.Embedding(c.MaxPositionEmbeddings, c.HiddenSize, device);
         layernorm = new LayerNorm(c.HiddenSize, c.LayerNormEps, device: device);
         dropout = c.HiddenDropoutProb;

@@ -28,6 +28,7 @@ public sealed class Int8Weight : QuantizedWeight
 
     public static Int8Weight Quantize(Tensor weightOutIn)
     {
+        using var quiet = Runtime.GcQuietRegion.Enter();   // implicit Scalars (w * 127, …) must outlive their native calls
         long rows = weightOutIn.shape[0], cols = weightOutIn.shape[1];
         var q = torch.empty(rows, cols, dtype: ScalarType.Int8);
         var absmax = torch.empty(rows);
@@ -46,8 +47,8 @@ public sealed class Int8Weight : QuantizedWeight
 
     public override Device Device => Values.device;
 
-    internal override void DequantizeBlock(long row0, long rows, long col0, long cols, Tensor output, DequantizeKernel kernel) =>
-        NativeDequantize.Int8(this, row0, rows, col0, cols, output, kernel);
+    internal override void DequantizeBlock(long row0, long rows, long col0, long cols, Tensor output, DequantizeKernel kernel, Tensor? rowIds = null) =>
+        NativeDequantize.Int8(this, row0, rows, col0, cols, output, kernel, rowIds);
 
     protected override Tensor DequantizeWithLibTorch(ScalarType dtype)
     {
@@ -62,6 +63,13 @@ public sealed class Int8Weight : QuantizedWeight
             result.narrow(0, start, count).copy_(Values.narrow(0, start, count).to(ScalarType.Float32).mul_(scales.narrow(0, start, count).unsqueeze(1)));
         }
         return result;
+    }
+
+    protected override Tensor GatherRowsWithLibTorch(Tensor rows, ScalarType dtype)
+    {
+        using var scope = torch.NewDisposeScope();
+        var scales = RowAbsmax.div(127).index_select(0, rows);
+        return Values.index_select(0, rows).to(ScalarType.Float32).mul_(scales.unsqueeze(1)).to(dtype).MoveToOuterDisposeScope();
     }
 
     public override void Dispose()

@@ -20,9 +20,9 @@ public static class NativeDequantize
     [DllImport(Library)] static extern int vlpeft_best_isa();
     [DllImport(Library)] static extern void vlpeft_dequantize_4bit(IntPtr packed, IntPtr absmax, IntPtr absmaxCodes, IntPtr nestedCode,
         IntPtr nestedAbsmax, long nestedBlock, float offset, IntPtr code, long block, long inFeatures,
-        long row0, long rows, long col0, long cols, IntPtr output, int outType, int maxIsa);
+        long row0, long rows, IntPtr rowIds, long col0, long cols, IntPtr output, int outType, int maxIsa);
     [DllImport(Library)] static extern void vlpeft_dequantize_int8(IntPtr values, IntPtr rowAbsmax, long inFeatures,
-        long row0, long rows, long col0, long cols, IntPtr output, int outType, int maxIsa);
+        long row0, long rows, IntPtr rowIds, long col0, long cols, IntPtr output, int outType, int maxIsa);
     // TorchSharp keeps a tensor's data pointer internal; its native library exports it.
     [DllImport("LibTorchSharp")] static extern IntPtr THSTensor_data(IntPtr tensor);
 
@@ -54,10 +54,14 @@ public static class NativeDequantize
     static IntPtr Data(Tensor? t) => t is null ? IntPtr.Zero : THSTensor_data(t.Handle);
     static int OutType(ScalarType dtype) => dtype == ScalarType.Float32 ? 0 : 1;
 
-    static void CheckBlock(QuantizedWeight w, long row0, long rows, long col0, long cols, Tensor output)
+    static void CheckBlock(QuantizedWeight w, long row0, long rows, long col0, long cols, Tensor output, Tensor? rowIds)
     {
-        if (row0 < 0 || rows < 0 || row0 + rows > w.OutFeatures || col0 < 0 || cols < 0 || col0 + cols > w.InFeatures)
+        bool rowsOutside = rowIds is null ? row0 < 0 || rows < 0 || row0 + rows > w.OutFeatures : row0 != 0 || rows < 0;   // listed rows may repeat: any count
+        if (rowsOutside || col0 < 0 || cols < 0 || col0 + cols > w.InFeatures)
             throw new ArgumentOutOfRangeException(nameof(row0), $"rows {row0}+{rows} × columns {col0}+{cols} are outside the [{w.OutFeatures}, {w.InFeatures}] weight");
+        if (rowIds is not null && (rowIds.dtype != ScalarType.Int64 || rowIds.device_type != DeviceType.CPU || !rowIds.is_contiguous() || rowIds.numel() != rows
+                || (rows > 0 && (rowIds.min().item<long>() < 0 || rowIds.max().item<long>() >= w.OutFeatures))))
+            throw new ArgumentException($"row ids must be {rows} contiguous int64 CPU values in [0, {w.OutFeatures})");
         CheckOutput(output, rows, cols);
     }
 
@@ -67,20 +71,23 @@ public static class NativeDequantize
             throw new ArgumentException($"output must be a contiguous fp32 or bf16 CPU tensor [{rows}, {cols}]");
     }
 
-    /// <summary>A block of a 4-bit weight; its scales (double-quantized or not) are decoded per block inside the kernel.</summary>
-    internal static void FourBit(Nf4Weight w, long row0, long rows, long col0, long cols, Tensor output, DequantizeKernel kernel)
+    /// <summary>
+    /// A block of a 4-bit weight, or with <paramref name="rowIds"/> the rows it lists (row0 = 0, rows = their count); the
+    /// scales (double-quantized or not) are decoded per block inside the kernel.
+    /// </summary>
+    internal static void FourBit(Nf4Weight w, long row0, long rows, long col0, long cols, Tensor output, DequantizeKernel kernel, Tensor? rowIds = null)
     {
-        CheckBlock(w, row0, rows, col0, cols, output);
+        CheckBlock(w, row0, rows, col0, cols, output, rowIds);
         vlpeft_dequantize_4bit(Data(w.Packed), Data(w.Absmax), Data(w.AbsmaxCodes), Data(w.NestedCode), Data(w.NestedAbsmax), w.NestedBlockSizeUsed,
-            w.Offset, Data(w.Code), w.BlockSizeUsed, w.InFeatures, row0, rows, col0, cols, Data(output), OutType(output.dtype), (int)kernel);
-        GC.KeepAlive(w); GC.KeepAlive(output);
+            w.Offset, Data(w.Code), w.BlockSizeUsed, w.InFeatures, row0, rows, Data(rowIds), col0, cols, Data(output), OutType(output.dtype), (int)kernel);
+        GC.KeepAlive(w); GC.KeepAlive(output); GC.KeepAlive(rowIds);
     }
 
-    /// <summary>A block of an int8 weight from its values and row absolute maxima (each row scaled by absmax / 127).</summary>
-    internal static void Int8(Int8Weight w, long row0, long rows, long col0, long cols, Tensor output, DequantizeKernel kernel)
+    /// <summary>A block (or listed rows) of an int8 weight from its values and row absolute maxima (each row scaled by absmax / 127).</summary>
+    internal static void Int8(Int8Weight w, long row0, long rows, long col0, long cols, Tensor output, DequantizeKernel kernel, Tensor? rowIds = null)
     {
-        CheckBlock(w, row0, rows, col0, cols, output);
-        vlpeft_dequantize_int8(Data(w.Values), Data(w.RowAbsmax), w.InFeatures, row0, rows, col0, cols, Data(output), OutType(output.dtype), (int)kernel);
-        GC.KeepAlive(w); GC.KeepAlive(output);
+        CheckBlock(w, row0, rows, col0, cols, output, rowIds);
+        vlpeft_dequantize_int8(Data(w.Values), Data(w.RowAbsmax), w.InFeatures, row0, rows, Data(rowIds), col0, cols, Data(output), OutType(output.dtype), (int)kernel);
+        GC.KeepAlive(w); GC.KeepAlive(output); GC.KeepAlive(rowIds);
     }
 }

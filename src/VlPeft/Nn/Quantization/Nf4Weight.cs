@@ -81,6 +81,7 @@ public sealed class Nf4Weight : QuantizedWeight
 
     public static Nf4Weight Quantize(Tensor weightOutIn, bool doubleQuant = true)
     {
+        using var quiet = Runtime.GcQuietRegion.Enter();   // implicit Scalars (x / 2, …) must outlive their native calls
         using var scope = torch.NewDisposeScope();
         long outF = weightOutIn.shape[0], inF = weightOutIn.shape[1], n = outF * inF;
         var flat = weightOutIn.detach().reshape(-1);
@@ -110,9 +111,15 @@ public sealed class Nf4Weight : QuantizedWeight
         return new Nf4Weight(outF, inF, packed, code, BlockSize, doubleQuant ? null : absmax, codes, nested, nestedCode, offset);
     }
 
-    /// <summary>The fp32 scale of every block (double quantization undone).</summary>
-    Tensor Scales() => absmax ?? (nestedCode!.index_select(0, absmaxCodes!.to(ScalarType.Int32)).view(-1)
-        * nestedAbsmax!.repeat_interleave(nestedBlockSize)[..(int)absmaxCodes!.numel()]) + offset;
+    /// <summary>The fp32 scale of every block, or of the given blocks (double quantization undone).</summary>
+    Tensor Scales(Tensor? blocks = null)
+    {
+        if (absmax is not null) return blocks is null ? absmax : absmax.index_select(0, blocks);
+        var codes = blocks is null ? absmaxCodes! : absmaxCodes!.index_select(0, blocks);
+        var nested = blocks is null ? nestedAbsmax!.repeat_interleave(nestedBlockSize)[..(int)absmaxCodes!.numel()]
+            : nestedAbsmax!.index_select(0, blocks.div(nestedBlockSize, RoundingMode.floor));
+        return nestedCode!.index_select(0, codes.to(ScalarType.Int32)).view(-1) * nested + offset;
+    }
 
     /// <summary>[256, 2]: the two levels a packed byte holds (high nibble first), so one gather decodes two values.</summary>
     Tensor PairTable()
@@ -123,8 +130,8 @@ public sealed class Nf4Weight : QuantizedWeight
 
     public override Device Device => packed.device;
 
-    internal override void DequantizeBlock(long row0, long rows, long col0, long cols, Tensor output, DequantizeKernel kernel) =>
-        NativeDequantize.FourBit(this, row0, rows, col0, cols, output, kernel);
+    internal override void DequantizeBlock(long row0, long rows, long col0, long cols, Tensor output, DequantizeKernel kernel, Tensor? rowIds = null) =>
+        NativeDequantize.FourBit(this, row0, rows, col0, cols, output, kernel, rowIds);
 
     protected override Tensor DequantizeWithLibTorch(ScalarType dtype)
     {
@@ -150,6 +157,17 @@ public sealed class Nf4Weight : QuantizedWeight
         }
         // The flat handle goes now, not when the GC finalizes it: a forward's dequantized weight must not outlive its matmul.
         using (result) return result.view(OutFeatures, InFeatures);
+    }
+
+    protected override Tensor GatherRowsWithLibTorch(Tensor rows, ScalarType dtype)
+    {
+        using var scope = torch.NewDisposeScope();
+        // The flat position of every value picked; a byte holds positions 2k (high nibble) and 2k + 1.
+        var positions = (rows.unsqueeze(1) * InFeatures + torch.arange(InFeatures, dtype: ScalarType.Int64, device: rows.device)).view(-1);
+        var bytes = packed.index_select(0, positions.div(2, RoundingMode.floor)).to(ScalarType.Int64);
+        var nibbles = torch.where(positions.remainder(2).eq(0), bytes.bitwise_right_shift(4), bytes.bitwise_and(15));
+        var values = code.index_select(0, nibbles).mul_(Scales(positions.div(blockSize, RoundingMode.floor)));
+        return values.view(rows.numel(), InFeatures).to(dtype).MoveToOuterDisposeScope();
     }
 
     /// <summary>[blocks, size] zero-padded, and each block's absolute maximum (1 for an all-zero block, as 0/0 has no level).</summary>

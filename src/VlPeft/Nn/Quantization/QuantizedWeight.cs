@@ -42,10 +42,31 @@ public abstract class QuantizedWeight : IDisposable
     protected abstract Tensor DequantizeWithLibTorch(ScalarType dtype);
 
     /// <summary>
-    /// Rows [row0, row0 + rows) × columns [col0, col0 + cols) of the weight written into <paramref name="output"/>
-    /// (contiguous [rows, cols], fp32 or bf16, CPU) by a native kernel (one that <see cref="NativeDequantize.Resolve"/> gave).
+    /// The rows a set of ids picks, [ids.numel(), in] in <paramref name="dtype"/>: an embedding lookup on a quantized table.
+    /// Only those rows are decoded; the same bits as the rows of <see cref="Dequantize"/>.
     /// </summary>
-    internal abstract void DequantizeBlock(long row0, long rows, long col0, long cols, Tensor output, DequantizeKernel kernel);
+    public Tensor DequantizeRows(Tensor ids, ScalarType dtype, DequantizeKernel kernel = DequantizeKernel.Best)
+    {
+        using var scope = torch.NewDisposeScope();
+        var rows = ids.reshape(-1).to(ScalarType.Int64, Device).contiguous();
+        if (rows.numel() > 0 && (rows.min().item<long>(), rows.max().item<long>()) is var (min, max) && (min < 0 || max >= OutFeatures))
+            throw new BadInputException($"token ids {min}…{max} are outside the table's {OutFeatures} rows");
+        kernel = NativeDequantize.Resolve(kernel, Device, dtype);
+        if (kernel == DequantizeKernel.LibTorch) return GatherRowsWithLibTorch(rows, dtype).MoveToOuterDisposeScope();
+        var result = torch.empty(rows.numel(), InFeatures, dtype: dtype, device: Device);
+        DequantizeBlock(0, rows.numel(), 0, InFeatures, result, kernel, rows);
+        return result.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Rows (valid int64 ids on <see cref="Device"/>) decoded with libtorch operations, as <see cref="DequantizeWithLibTorch"/> computes them.</summary>
+    protected abstract Tensor GatherRowsWithLibTorch(Tensor rows, ScalarType dtype);
+
+    /// <summary>
+    /// Rows [row0, row0 + rows) × columns [col0, col0 + cols) of the weight — or with <paramref name="rowIds"/> (int64, CPU)
+    /// the rows it lists, row0 = 0 — written into <paramref name="output"/> (contiguous [rows, cols], fp32 or bf16, CPU)
+    /// by a native kernel (one that <see cref="NativeDequantize.Resolve"/> gave).
+    /// </summary>
+    internal abstract void DequantizeBlock(long row0, long rows, long col0, long cols, Tensor output, DequantizeKernel kernel, Tensor? rowIds = null);
 
     /// <summary>Quantizes a weight given as [out, in].</summary>
     public static QuantizedWeight Create(string format, Tensor weightOutIn, bool doubleQuant = true) => format switch
@@ -62,6 +83,13 @@ public abstract class QuantizedWeight : IDisposable
         Int8 => outFeatures * inFeatures + 4 * outFeatures,
         _ => outFeatures * inFeatures * fullPrecisionBytes,
     };
+
+    /// <summary>
+    /// The stand-in for a quantized module's weight parameter: a zero-stride tensor of the weight's shape and compute dtype
+    /// (one element of storage), so parameter counts and dtype queries hold.
+    /// </summary>
+    public static TorchSharp.Modules.Parameter Placeholder(long[] shape, ScalarType dtype, Device device) =>
+        new(torch.zeros(1, dtype: dtype, device: device).expand(shape).DetachFromDisposeScope(), requires_grad: false);
 
     public abstract void Dispose();
 }

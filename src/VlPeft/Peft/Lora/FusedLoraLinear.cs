@@ -1,4 +1,5 @@
 using TorchSharp;
+using VlPeft.Nn.Quantization;
 using static TorchSharp.torch;
 
 namespace VlPeft.Peft.Lora;
@@ -15,6 +16,8 @@ namespace VlPeft.Peft.Lora;
 /// x to the adapter dtype, and the update back): base matmul in half, LoRA in fp32 from x cast once, the update rounded
 /// to half and added. Backward reuses that cast and h = x·Aᵀ (no pass over x but dA's), and dx is dy·W0 in half plus
 /// the LoRA term rounded to half, as autograd through the casts gives it — one node instead of five.
+/// A quantized base (<see cref="QuantizedWeight"/>, passed after the scaling; W0 is then its placeholder) runs its
+/// tiled matmuls for x·W0ᵀ and dy·W0 and is never merged; the LoRA terms are as above.
 /// </summary>
 sealed class FusedLoraLinear : torch.autograd.SingleTensorFunction<FusedLoraLinear>
 {
@@ -27,14 +30,18 @@ sealed class FusedLoraLinear : torch.autograd.SingleTensorFunction<FusedLoraLine
     public override Tensor forward(torch.autograd.AutogradContext ctx, params object[] vars)
     {
         var (x, w, b, a, bUp, scaling) = ((Tensor)vars[0], (Tensor)vars[1], (Tensor?)vars[2], (Tensor)vars[3], (Tensor)vars[4], (double)vars[5]);
+        var quantized = (QuantizedWeight?)vars[6];
+        ctx.save_data("quantized", quantized!);
         var x2 = x.reshape(-1, x.shape[^1]);
+        Tensor BaseOutput() => quantized is not null ? QuantizedLinearFunction.Forward(x2, quantized, b)
+            : b is null ? torch.matmul(x2, w.t()) : torch.addmm(b, x2, w.t(), 1, 1);
         Tensor y;
         if (x.dtype != a.dtype)
         {
             // Mixed precision: keep the input cast once (as HF PEFT's autograd does) and the r-wide h, so backward casts nothing of x.
             var xLora = x2.to(a.dtype);
             var h = torch.matmul(xLora, a.t());
-            y = b is null ? torch.matmul(x2, w.t()) : torch.addmm(b, x2, w.t(), 1, 1);
+            y = BaseOutput();
             using (var delta = torch.matmul(h * scaling, bUp.t())) y.add_(delta.to(y.dtype));
             ctx.save_for_backward(new List<Tensor> { xLora, w, a, bUp, h });
             ctx.save_data("scaling", scaling);
@@ -42,14 +49,14 @@ sealed class FusedLoraLinear : torch.autograd.SingleTensorFunction<FusedLoraLine
             ctx.save_data("inputNeedsGrad", x.requires_grad);
             return y.view(x.shape[..^1].Append(w.shape[0]).ToArray());
         }
-        if (UseMergedWeight(x2.shape[0], w))
+        if (quantized is null && UseMergedWeight(x2.shape[0], w))
         {
             var merged = MergedWeight(w, a, bUp, scaling);
             y = b is null ? torch.matmul(x2, merged.t()) : torch.addmm(b, x2, merged.t(), 1, 1);
         }
         else
         {
-            y = b is null ? torch.matmul(x2, w.t()) : torch.addmm(b, x2, w.t(), 1, 1);
+            y = BaseOutput();
             y.addmm_(torch.matmul(x2, a.t()), bUp.t(), 1, (float)scaling);
         }
         ctx.save_for_backward(new List<Tensor> { x, w, a, bUp });
@@ -62,7 +69,8 @@ sealed class FusedLoraLinear : torch.autograd.SingleTensorFunction<FusedLoraLine
         var saved = ctx.get_saved_variables();
         var (x, w, a, bUp) = (saved[0], saved[1], saved[2], saved[3]);
         double s = (double)ctx.get_data("scaling");
-        if (saved.Count == 5) return MixedBackward(ctx, saved, s, grad);
+        var quantized = (QuantizedWeight?)ctx.get_data("quantized");
+        if (saved.Count == 5) return MixedBackward(ctx, saved, s, grad, quantized);
         var dy = grad.reshape(-1, grad.shape[^1]);
         var x2 = x.reshape(-1, x.shape[^1]);
         var h = torch.matmul(x2, a.t());                         // [N, r]
@@ -74,20 +82,20 @@ sealed class FusedLoraLinear : torch.autograd.SingleTensorFunction<FusedLoraLine
         Tensor? dx = null;
         if (x.requires_grad)
         {
-            if (UseMergedWeight(x2.shape[0], w))
+            if (quantized is null && UseMergedWeight(x2.shape[0], w))
                 dx = torch.matmul(dy, MergedWeight(w, a, bUp, s));
             else
             {
-                dx = torch.matmul(dy, w);                        // [N, in]
+                dx = BaseInputGradient(dy, w, quantized);        // [N, in]
                 dx.addmm_(gh, a, 1, 1);
             }
             dx = dx.view(x.shape);
         }
-        return new List<Tensor> { dx!, null!, null!, dA, dB, null! };
+        return new List<Tensor> { dx!, null!, null!, dA, dB, null!, null! };
     }
 
     /// <summary>Backward for a half-precision base under LoRA factors of another dtype: the LoRA products in the factors' dtype.</summary>
-    static List<Tensor> MixedBackward(torch.autograd.AutogradContext ctx, List<Tensor> saved, double s, Tensor grad)
+    static List<Tensor> MixedBackward(torch.autograd.AutogradContext ctx, List<Tensor> saved, double s, Tensor grad, QuantizedWeight? quantized)
     {
         var (xLora, w, a, bUp, h) = (saved[0], saved[1], saved[2], saved[3], saved[4]);
         var dy = grad.reshape(-1, grad.shape[^1]);
@@ -97,7 +105,10 @@ sealed class FusedLoraLinear : torch.autograd.SingleTensorFunction<FusedLoraLine
         var dA = torch.matmul(gh.t(), xLora);
         Tensor? dx = null;
         if ((bool)ctx.get_data("inputNeedsGrad"))
-            dx = torch.matmul(dy, w).add_(torch.matmul(gh, a).to(dy.dtype)).view((long[])ctx.get_data("inputShape"));
-        return new List<Tensor> { dx!, null!, null!, dA, dB, null! };
+            dx = BaseInputGradient(dy, w, quantized).add_(torch.matmul(gh, a).to(dy.dtype)).view((long[])ctx.get_data("inputShape"));
+        return new List<Tensor> { dx!, null!, null!, dA, dB, null!, null! };
     }
+
+    static Tensor BaseInputGradient(Tensor dy, Tensor w, QuantizedWeight? quantized) =>
+        quantized is not null ? QuantizedLinearFunction.InputGradient(dy, quantized) : torch.matmul(dy, w);
 }

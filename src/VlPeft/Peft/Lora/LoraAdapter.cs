@@ -66,20 +66,20 @@ public class LoraAdapter : LinearAdapter
     /// <summary>
     /// The whole layer output through <see cref="FusedLoraLinear"/> when that is exact and safe: this
     /// is the only active adapter, plain LoRA (no DoRA, no lora_B bias, no active dropout), a frozen
-    /// base stored [out, in] in fp32, or in bf16/fp16 under fp32 factors. Otherwise null, and the layer adds the adapter
-    /// to its base output.
+    /// base stored [out, in] in fp32, or in bf16/fp16 under fp32 factors, or quantized. Otherwise null, and the layer adds
+    /// the adapter to its base output.
     /// </summary>
     public override Tensor? FusedForward(Tensor x)
     {
         var layer = Layer;
         var a = A.weight;
-        if (GetType() != typeof(LoraAdapter) || B.bias is not null || (Dropout > 0 && layer.training) || layer.FanInFanOut || layer.Quantized is not null
+        if (GetType() != typeof(LoraAdapter) || B.bias is not null || (Dropout > 0 && layer.training) || layer.FanInFanOut
             || layer.weight.requires_grad || layer.bias is { requires_grad: true }
             || x.dtype != layer.weight.dtype || a.dtype != ScalarType.Float32 || B.weight.dtype != ScalarType.Float32
             || !(x.dtype == ScalarType.Float32 || x.dtype == ScalarType.BFloat16 || x.dtype == ScalarType.Float16)
             || !torch.is_grad_enabled())
             return null;
-        return FusedLoraLinear.apply(x, layer.weight, layer.bias!, a, B.weight, Scaling);
+        return FusedLoraLinear.apply(x, layer.weight, layer.bias!, a, B.weight, Scaling, layer.Quantized!);
     }
 
     /// <summary>output + s·B·(A·x) as one addmm (no separate activation-sized delta), when dtypes allow.</summary>

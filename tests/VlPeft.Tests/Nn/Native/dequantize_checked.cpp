@@ -1,15 +1,16 @@
 // Built with AddressSanitizer and UndefinedBehaviorSanitizer by NativeDequantizeTests together with
 // src/VlPeft/Native/dequantize.cpp: random weights in exact-size heap buffers (any read or write past them is reported),
-// random blocks of rows × columns, block sizes including ones the vector paths cannot take, every instruction set the
-// CPU has, fp32 and bf16, plain and double-quantized scales; each value against a scalar reference written here.
+// random blocks of rows × columns or random row lists (embedding lookups), block sizes including ones the vector paths
+// cannot take, every instruction set the CPU has, fp32 and bf16, plain and double-quantized scales; each value against a
+// scalar reference written here.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
 extern "C" void vlpeft_dequantize_4bit(const uint8_t*, const float*, const uint8_t*, const float*, const float*, int64_t, float,
-                                       const float*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, void*, int, int);
-extern "C" void vlpeft_dequantize_int8(const int8_t*, const float*, int64_t, int64_t, int64_t, int64_t, int64_t, void*, int, int);
+                                       const float*, int64_t, int64_t, int64_t, int64_t, const int64_t*, int64_t, int64_t, void*, int, int);
+extern "C" void vlpeft_dequantize_int8(const int8_t*, const float*, int64_t, int64_t, int64_t, const int64_t*, int64_t, int64_t, void*, int, int);
 
 static uint16_t bf16(float f) {
     uint32_t u;
@@ -51,12 +52,16 @@ int main() {
         bool double_quant = rand() % 2;
         int type = rand() % 2, isa = rand() % 3;
         void* out = malloc(rows * cols * (type == 1 ? 2 : 4));
+        // Every other iteration picks rows by id (repeats and any order) instead of a range.
+        int64_t* ids = iter % 2 ? static_cast<int64_t*>(malloc(rows * 8)) : nullptr;
+        for (int64_t r = 0; ids && r < rows; r++) ids[r] = rand() % weight_rows;
+        auto row_of = [&](int64_t r) { return ids ? ids[r] : row0 + r; };
 
         vlpeft_dequantize_4bit(packed, double_quant ? nullptr : absmax, codes, nested_code, nested_absmax, nested, offset, code, block,
-                               in, row0, rows, col0, cols, out, type, isa);
+                               in, row0, rows, ids, col0, cols, out, type, isa);
         for (int64_t r = 0; r < rows; r++)
             for (int64_t c = 0; c < cols; c++, checked++) {
-                int64_t v = (row0 + r) * in + col0 + c, b = v / block;
+                int64_t v = row_of(r) * in + col0 + c, b = v / block;
                 int level = (v & 1) ? (packed[v >> 1] & 15) : (packed[v >> 1] >> 4);
                 float scale = double_quant ? nested_code[codes[b]] * nested_absmax[b / nested] + offset : absmax[b];
                 if (!same(out, type, r * cols + c, code[level] * scale)) {
@@ -64,14 +69,14 @@ int main() {
                     return 1;
                 }
             }
-        vlpeft_dequantize_int8(q, row_absmax, in, row0, rows, col0, cols, out, type, isa);
+        vlpeft_dequantize_int8(q, row_absmax, in, row0, rows, ids, col0, cols, out, type, isa);
         for (int64_t r = 0; r < rows; r++)
             for (int64_t c = 0; c < cols; c++, checked++)
-                if (!same(out, type, r * cols + c, (float)q[(row0 + r) * in + col0 + c] * (row_absmax[row0 + r] / 127.0f))) {
+                if (!same(out, type, r * cols + c, (float)q[row_of(r) * in + col0 + c] * (row_absmax[row_of(r)] / 127.0f))) {
                     printf("int8 mismatch: iteration %d, row %ld, column %ld\n", iter, (long)r, (long)c);
                     return 1;
                 }
-        free(out), free(packed), free(absmax), free(codes), free(nested_code), free(nested_absmax), free(q), free(row_absmax);
+        free(ids), free(out), free(packed), free(absmax), free(codes), free(nested_code), free(nested_absmax), free(q), free(row_absmax);
     }
     printf("ok: %ld values\n", checked);
     return 0;
