@@ -82,10 +82,13 @@ public class CheckpointLoadingTests
         var missing = Assert.Throws<BadInputException>(() => PretrainedModel.Load(dir.Path));
         Assert.Contains("1 missing key(s): qformer.encoder.layer.1.attention.attention.key.weight", missing.Message);
 
-        // With a dtype the layers wait for the checkpoint (tables are left uninitialised): a missing table is as clear an error.
+        // With a dtype the layers and tables wait for the checkpoint unallocated: a missing table is as clear an error, and
+        // a non-strict load refuses it too rather than keep a table without values.
         WriteCheckpoint(dir.Path, source, (n, p) => n == "qformer.embeddings.word_embeddings.weight" ? null : (n, p));
         var missingTable = Assert.Throws<BadInputException>(() => PretrainedModel.Load(dir.Path, new PretrainedOptions { DType = ScalarType.BFloat16 }));
         Assert.Contains("1 missing key(s): qformer.embeddings.word_embeddings.weight", missingTable.Message);
+        var unfilled = Assert.Throws<BadInputException>(() => PretrainedModel.Load(dir.Path, new PretrainedOptions { DType = ScalarType.BFloat16, Strict = false }));
+        Assert.Contains("checkpoint lacks 1 weight(s) that have no other source: qformer.embeddings.word_embeddings.weight", unfilled.Message);
 
         WriteCheckpoint(dir.Path, source, (n, p) => n == "query_tokens" ? ("query_token", p) : (n, p));
         var renamed = Assert.Throws<BadInputException>(() => PretrainedModel.Load(dir.Path));
