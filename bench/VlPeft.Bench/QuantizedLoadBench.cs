@@ -117,12 +117,10 @@ static class QuantizedLoadBench
         return 0;
     }
 
-    [System.Runtime.InteropServices.DllImport("libc.so.6")] static extern int malloc_trim(nuint pad);
-
-    /// <summary>RSS once glibc has returned the free memory it keeps: what is live.</summary>
+    /// <summary>RSS once glibc has returned the free memory it keeps (the child raised its thresholds): what is live.</summary>
     static long Trimmed()
     {
-        malloc_trim(0);
+        VlPeft.Runtime.NativeAllocator.ReleaseFreeMemory();
         return ProcessMemory.CurrentRss();
     }
 }

@@ -58,6 +58,35 @@ void int8_scalar(const int8_t* q, float scale, int64_t count, void* out, int typ
     for (int64_t c = 0; c < count; c++) store_scalar(out, c, (float)q[c] * scale, type);
 }
 
+// Where output value i starts.
+inline void* at(void* out, int64_t i, int type) { return static_cast<char*>(out) + i * (type == Fp32 ? 4 : 2); }
+
+// The walk over a 4-bit range both vector paths share. A vector takes Width values inside one block, starting on a byte
+// boundary: a leading odd value, the end of a block the range entered midway and the ragged tail go scalar, and each run
+// of whole vectors inside one block is handed to vectors(from, to, scale) with that block's factor. One division per
+// call: then the block index and the position in it advance with the walk.
+template <int Width, typename Vectors>
+__attribute__((always_inline)) inline void nf4_walk(const uint8_t* packed, const BlockScales& scales, const float* code, int64_t block,
+                                                    int64_t first, int64_t count, void* out, int type, Vectors vectors) {
+    int64_t i = (first & 1) && count > 0 ? 1 : 0;
+    nf4_scalar(packed, scales, code, block, first, i, out, type);
+    int64_t b = (first + i) / block, pos = (first + i) - b * block;
+    while (block % Width == 0 && i + Width <= count) {   // otherwise the scalar tail does it all
+        if (block - pos < Width) {
+            nf4_scalar(packed, scales, code, block, first + i, block - pos, at(out, i, type), type);
+            i += block - pos;
+            b++, pos = 0;
+            continue;
+        }
+        int64_t run = std::min(block - pos, count - i) / Width * Width;
+        vectors(i, i + run, scales.at(b));
+        i += run;
+        pos += run;
+        if (pos == block) b++, pos = 0;
+    }
+    nf4_scalar(packed, scales, code, block, first + i, count - i, at(out, i, type), type);
+}
+
 // ---- AVX2: 8 values per vector; the 16-level lookup is two 8-entry permutes and a blend on bit 3.
 
 __attribute__((target("avx2,fma"))) inline void store8(void* out, int64_t i, __m256 v, int type) {
@@ -72,25 +101,10 @@ __attribute__((target("avx2,fma"))) inline void store8(void* out, int64_t i, __m
 }
 
 __attribute__((target("avx2,fma"))) void nf4_avx2(const uint8_t* packed, const BlockScales& scales, const float* code, int64_t block, int64_t first, int64_t count, void* out, int type) {
-    // Vector path needs 8 values inside one block, starting on a byte boundary; the ragged ends go scalar.
-    int64_t head = (first & 1) && count > 0 ? 1 : 0;
-    nf4_scalar(packed, scales, code, block, first, head, out, type);
-    __m256 low = _mm256_loadu_ps(code), high = _mm256_loadu_ps(code + 8);
-    int64_t i = head;
-    // One division per call: then the block index and the position in it advance with the loop.
-    int64_t b = (first + i) / block, pos = (first + i) - b * block;
-    while (block % 8 == 0 && i + 8 <= count) {   // otherwise the scalar tail does it all
-        if (block - pos < 8) {   // the end of a block the range entered midway
-            nf4_scalar(packed, scales, code, block, first + i, block - pos, static_cast<char*>(out) + i * (type == Fp32 ? 4 : 2), type);
-            i += block - pos;
-            b++, pos = 0;
-            continue;
-        }
-        __m256 scale = _mm256_set1_ps(scales.at(b));
-        int64_t steps = std::min(block - pos, count - i) / 8;
-        pos += steps * 8;
-        if (pos == block) b++, pos = 0;
-        for (int64_t end = i + steps * 8; i < end; i += 8) {
+    const __m256 low = _mm256_loadu_ps(code), high = _mm256_loadu_ps(code + 8);
+    nf4_walk<8>(packed, scales, code, block, first, count, out, type, [&](int64_t from, int64_t to, float s) __attribute__((target("avx2,fma"))) {
+        __m256 scale = _mm256_set1_ps(s);
+        for (int64_t i = from; i < to; i += 8) {
             uint32_t four;
             std::memcpy(&four, packed + ((first + i) >> 1), 4);
             __m256i bytes = _mm256_cvtepu8_epi32(_mm_cvtsi32_si128((int)four));
@@ -101,8 +115,7 @@ __attribute__((target("avx2,fma"))) void nf4_avx2(const uint8_t* packed, const B
             __m256 upper = _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28));   // bit 3 → sign bit selects the high table
             store8(out, i, _mm256_mul_ps(_mm256_blendv_ps(lo, hi, upper), scale), type);
         }
-    }
-    nf4_scalar(packed, scales, code, block, first + i, count - i, static_cast<char*>(out) + i * (type == Fp32 ? 4 : 2), type);
+    });
 }
 
 __attribute__((target("avx2,fma"))) void int8_avx2(const int8_t* q, float s, int64_t count, void* out, int type) {
@@ -113,7 +126,7 @@ __attribute__((target("avx2,fma"))) void int8_avx2(const int8_t* q, float s, int
         std::memcpy(&eight, q + c, 8);
         store8(out, c, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_cvtsi64_si128(eight))), scale), type);
     }
-    int8_scalar(q + c, s, count - c, static_cast<char*>(out) + c * (type == Fp32 ? 4 : 2), type);
+    int8_scalar(q + c, s, count - c, at(out, c, type), type);
 }
 
 // ---- AVX-512: 16 values per vector; the 16 levels fit one register, so the lookup is a single permute.
@@ -128,31 +141,17 @@ __attribute__((target("avx512f,avx512bw"))) inline void store16(void* out, int64
 }
 
 __attribute__((target("avx512f,avx512bw"))) void nf4_avx512(const uint8_t* packed, const BlockScales& scales, const float* code, int64_t block, int64_t first, int64_t count, void* out, int type) {
-    int64_t head = (first & 1) && count > 0 ? 1 : 0;
-    nf4_scalar(packed, scales, code, block, first, head, out, type);
-    __m512 levels = _mm512_loadu_ps(code);
+    const __m512 levels = _mm512_loadu_ps(code);
     const __m512i pairs = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
     const __m512i shifts = _mm512_setr_epi32(4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0);
-    int64_t i = head;
-    int64_t b = (first + i) / block, pos = (first + i) - b * block;   // as in nf4_avx2
-    while (block % 16 == 0 && i + 16 <= count) {   // otherwise the scalar tail does it all
-        if (block - pos < 16) {   // the end of a block the range entered midway
-            nf4_scalar(packed, scales, code, block, first + i, block - pos, static_cast<char*>(out) + i * (type == Fp32 ? 4 : 2), type);
-            i += block - pos;
-            b++, pos = 0;
-            continue;
-        }
-        __m512 scale = _mm512_set1_ps(scales.at(b));
-        int64_t steps = std::min(block - pos, count - i) / 16;
-        pos += steps * 16;
-        if (pos == block) b++, pos = 0;
-        for (int64_t end = i + steps * 16; i < end; i += 16) {
+    nf4_walk<16>(packed, scales, code, block, first, count, out, type, [&](int64_t from, int64_t to, float s) __attribute__((target("avx512f,avx512bw"))) {
+        __m512 scale = _mm512_set1_ps(s);
+        for (int64_t i = from; i < to; i += 16) {
             __m512i bytes = _mm512_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(packed + ((first + i) >> 1))));
             __m512i idx = _mm512_and_si512(_mm512_srlv_epi32(_mm512_permutexvar_epi32(pairs, bytes), shifts), _mm512_set1_epi32(15));
             store16(out, i, _mm512_mul_ps(_mm512_permutexvar_ps(idx, levels), scale), type);
         }
-    }
-    nf4_scalar(packed, scales, code, block, first + i, count - i, static_cast<char*>(out) + i * (type == Fp32 ? 4 : 2), type);
+    });
 }
 
 __attribute__((target("avx512f,avx512bw"))) void int8_avx512(const int8_t* q, float s, int64_t count, void* out, int type) {
@@ -160,7 +159,7 @@ __attribute__((target("avx512f,avx512bw"))) void int8_avx512(const int8_t* q, fl
     int64_t c = 0;
     for (; c + 16 <= count; c += 16)
         store16(out, c, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + c)))), scale), type);
-    int8_scalar(q + c, s, count - c, static_cast<char*>(out) + c * (type == Fp32 ? 4 : 2), type);
+    int8_scalar(q + c, s, count - c, at(out, c, type), type);
 }
 
 int best_isa() {
@@ -193,21 +192,19 @@ void vlpeft_dequantize_4bit(const uint8_t* packed, const float* absmax, const ui
                             int out_type, int max_isa) {
     auto kernel = pick(max_isa) == Avx512 ? nf4_avx512 : pick(max_isa) == Avx2 ? nf4_avx2 : nf4_scalar;
     const BlockScales scales{absmax, absmax_codes, nested_code, nested_absmax, nested_block, offset};
-    int64_t size = out_type == Fp32 ? 4 : 2;
     #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < rows; r++)
-        kernel(packed, scales, code, block, (row_ids ? row_ids[r] : row0 + r) * in_features + col0, cols, static_cast<char*>(out) + r * cols * size, out_type);
+        kernel(packed, scales, code, block, (row_ids ? row_ids[r] : row0 + r) * in_features + col0, cols, at(out, r * cols, out_type), out_type);
 }
 
 // The same block (or rows) of an int8 weight [*, in_features]: value = q · (row_absmax[row] / 127).
 void vlpeft_dequantize_int8(const int8_t* q, const float* row_absmax, int64_t in_features, int64_t row0, int64_t rows,
                             const int64_t* row_ids, int64_t col0, int64_t cols, void* out, int out_type, int max_isa) {
     auto kernel = pick(max_isa) == Avx512 ? int8_avx512 : pick(max_isa) == Avx2 ? int8_avx2 : int8_scalar;
-    int64_t size = out_type == Fp32 ? 4 : 2;
     #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < rows; r++) {
         int64_t row = row_ids ? row_ids[r] : row0 + r;
-        kernel(q + row * in_features + col0, row_absmax[row] / 127.0f, cols, static_cast<char*>(out) + r * cols * size, out_type);
+        kernel(q + row * in_features + col0, row_absmax[row] / 127.0f, cols, at(out, r * cols, out_type), out_type);
     }
 }
 
